@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, after installing everything it needs (scripts/setup.sh).
+#   scripts/test.sh            every test
+#   scripts/test.sh --quick    leave out the slow end-to-end tests (Category=Slow)
+# Test projects run one after another: VM tests are CPU-bound under TCG on small machines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+filter=()
+if [[ "${1:-}" == "--quick" ]]; then
+  filter=(--filter "Category!=Slow")
+fi
+
+scripts/setup.sh
+echo "==> building" >&2
+dotnet build Operator.sln -c Release -nologo -clp:ErrorsOnly
+
+passed=0 failed=0 skipped=0 status=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for project in tests/*/*.Tests.csproj; do
+  echo "==> $(basename "$project" .csproj)" >&2
+  if ! dotnet test "$project" -c Release --no-build -nologo "${filter[@]}" \
+      --blame-hang-timeout 10m --logger "console;verbosity=normal" 2>&1 | tee "$log"; then
+    status=1
+  fi
+  # vstest's summary: "Passed!  - Failed:     0, Passed:    14, Skipped:     0, Total:    14, ..."
+  if line=$(grep -E '^(Passed|Failed)!' "$log" | tail -n 1); then
+    f=$(sed -E 's/.*Failed: *([0-9]+).*/\1/' <<<"$line")
+    p=$(sed -E 's/.*Passed: *([0-9]+).*/\1/' <<<"$line")
+    s=$(sed -E 's/.*Skipped: *([0-9]+).*/\1/' <<<"$line")
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+  fi
+done
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+if (( failed > 0 )); then status=1; fi
+exit $status

@@ -1,0 +1,35 @@
+namespace Vmk.Vmkernel;
+
+/// <summary>Facts about the host read from the usual places (PATH, /proc, /etc/passwd).</summary>
+public static class HostEnvironment
+{
+    /// <summary>Absolute path of an executable given by name (searched on PATH) or path; null if there is none.</summary>
+    public static string? ResolveExecutable(string nameOrPath)
+    {
+        if (nameOrPath.Contains('/', StringComparison.Ordinal))
+        {
+            return File.Exists(nameOrPath) ? Path.GetFullPath(nameOrPath) : null;
+        }
+        var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
+        return path.Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, nameOrPath))
+            .FirstOrDefault(File.Exists);
+    }
+
+    /// <summary>MemTotal from /proc/meminfo, in bytes.</summary>
+    public static long MemoryBytes()
+    {
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+        {
+            if (line.StartsWith("MemTotal:", StringComparison.Ordinal))
+            {
+                var kib = long.Parse(line["MemTotal:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+                return kib * 1024;
+            }
+        }
+        throw new VmkernelException("/proc/meminfo has no MemTotal line");
+    }
+
+    public static bool UserExists(string user) =>
+        File.ReadLines("/etc/passwd").Any(l => l.StartsWith(user + ":", StringComparison.Ordinal));
+}

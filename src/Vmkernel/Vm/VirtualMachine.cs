@@ -1,0 +1,486 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Vmk.Vmkernel.Qemu;
+using Vmk.Vmkernel.Qemu.Qmp;
+using Vmk.Vmkernel.Resources;
+
+namespace Vmk.Vmkernel.Vm;
+
+/// <summary>
+/// One VM and the state machine that drives its QEMU. Commands (start, shutdown, stop, kill, reset, pause,
+/// resume) run one at a time; QMP events and QEMU's exit move the state in between. The state survives in
+/// <c>state.json</c> so that a new VMkernel can tell a VM that was stopped from one that died unwatched.
+/// </summary>
+public sealed class VirtualMachine : IAsyncDisposable
+{
+    private static readonly JsonSerializerOptions StateJson = new() { WriteIndented = true };
+
+    private readonly VmRuntime _runtime;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _commands = new(1, 1);
+    private readonly Lock _gate = new();
+    private readonly List<(Func<VmStatus, bool> Match, TaskCompletionSource<VmStatus> Done)> _waiters = [];
+    private VmStatus _status;
+    private QemuProcess? _process;
+    private QmpClient? _qmp;
+    private SerialConsole? _console;
+    private VmCgroup? _cgroup;
+    private CancellationTokenSource? _watch;
+    private bool _exitExpected;
+    private bool _guestPoweredOff;
+    private bool _detached;
+
+    internal VirtualMachine(VmSpec spec, VmPaths paths, VmRuntime runtime, VmStatus? persisted)
+    {
+        Spec = spec;
+        Paths = paths;
+        _runtime = runtime;
+        _logger = runtime.LoggerFactory.CreateLogger($"Vmk.Vm.{spec.Name}");
+        _status = persisted ?? new VmStatus(VmState.Stopped, "defined", DateTimeOffset.UtcNow);
+    }
+
+    public string Name => Spec.Name;
+
+    public VmSpec Spec { get; internal set; }
+
+    public VmPaths Paths { get; }
+
+    public VmStatus Status
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _status;
+            }
+        }
+    }
+
+    public VmState State => Status.State;
+
+    /// <summary>The QEMU pid while one runs.</summary>
+    public int? Pid => _process is { HasExited: false } p ? p.Pid : null;
+
+    /// <summary>The serial console of the current run; null before the first start in this VMkernel.</summary>
+    public SerialConsole? Console => _console;
+
+    /// <summary>The QMP connection of the current run (live migration drives QEMU through it).</summary>
+    internal QmpClient? Qmp => _qmp;
+
+    /// <summary>Raised after every state change, outside any lock.</summary>
+    public event EventHandler<VmStatus>? StatusChanged;
+
+    /// <summary>The argv this VM's QEMU is started with on this host.</summary>
+    public IReadOnlyList<string> BuildArgv() => QemuCommandLine.Build(Spec, Paths, _runtime.Qemu);
+
+    /// <summary>Completes with the first status (the current one included) that satisfies <paramref name="match"/>.</summary>
+    public Task<VmStatus> WaitForAsync(Func<VmStatus, bool> match, CancellationToken ct)
+    {
+        var tcs = new TaskCompletionSource<VmStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            if (match(_status))
+            {
+                return Task.FromResult(_status);
+            }
+            _waiters.Add((match, tcs));
+        }
+        return tcs.Task.WaitAsync(ct);
+    }
+
+    public Task<VmStatus> WaitForStateAsync(VmState state, CancellationToken ct) => WaitForAsync(s => s.State == state, ct);
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        await RunCommandAsync(async () =>
+        {
+            if (State is not (VmState.Stopped or VmState.Failed))
+            {
+                throw new VmkernelException($"VM '{Name}' is {State}; only a stopped or failed VM can be started");
+            }
+            SetStatus(VmState.Starting, "starting QEMU", stopRequested: false);
+            try
+            {
+                await LaunchAsync(ct);
+            }
+            catch (Exception e)
+            {
+                var reason = e is VmkernelException ? e.Message : $"start failed: {e.Message}";
+                _process?.Kill();
+                if (_process is not null)
+                {
+                    await _process.Exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                }
+                await ReleaseRunAsync();
+                SetStatus(VmState.Failed, reason, stopRequested: false);
+                throw e is VmkernelException ? e : new VmkernelException(reason, e);
+            }
+        }, ct);
+    }
+
+    /// <summary>ACPI power-down; if the guest has not powered off within the timeout, a forced stop.</summary>
+    public async Task ShutdownAsync(TimeSpan? timeout = null, CancellationToken ct = default)
+    {
+        await RunCommandAsync(async () =>
+        {
+            if (!IsPoweredOn())
+            {
+                return;
+            }
+            var wasPaused = State == VmState.Paused;
+            SetStatus(VmState.Stopping, "guest shutdown requested (ACPI power button)", stopRequested: true);
+            if (!wasPaused && await TryQmpAsync("system_powerdown")
+                && await WaitExitAsync(timeout ?? _runtime.ShutdownTimeout))
+            {
+                return;
+            }
+            _logger.LogWarning("VM {Vm} did not power off within {Timeout}; forcing it off", Name, timeout ?? _runtime.ShutdownTimeout);
+            await ForceOffAsync();
+        }, ct);
+    }
+
+    /// <summary>Hard power-off: QEMU quits at once (SIGKILL if it does not).</summary>
+    public async Task StopAsync(CancellationToken ct = default)
+    {
+        await RunCommandAsync(async () =>
+        {
+            if (!IsPoweredOn())
+            {
+                return;
+            }
+            SetStatus(VmState.Stopping, "power off requested", stopRequested: true);
+            await ForceOffAsync();
+        }, ct);
+    }
+
+    /// <summary>SIGKILL to QEMU, for a VMM that no longer answers.</summary>
+    public async Task KillAsync(CancellationToken ct = default)
+    {
+        await RunCommandAsync(async () =>
+        {
+            if (_process is not { HasExited: false } p)
+            {
+                return;
+            }
+            SetStatus(VmState.Stopping, "kill requested", stopRequested: true);
+            p.Kill();
+            await WaitExitAsync(TimeSpan.FromSeconds(30));
+        }, ct);
+    }
+
+    public Task ResetAsync(CancellationToken ct = default) => RequireQmpAsync("system_reset", null, ct);
+
+    public Task PauseAsync(CancellationToken ct = default) => RequireQmpAsync("stop", VmState.Paused, ct);
+
+    public Task ResumeAsync(CancellationToken ct = default) => RequireQmpAsync("cont", VmState.Running, ct);
+
+    /// <summary>Connects to a QEMU that a previous VMkernel started, or settles the state of one that is gone.</summary>
+    internal async Task AdoptAsync(CancellationToken ct)
+    {
+        var last = Status;
+        var process = QemuProcess.Adopt(Paths);
+        if (process is null || process.HasExited)
+        {
+            if (last.State is VmState.Stopped or VmState.Failed)
+            {
+                return;
+            }
+            if (last.StopRequested || last.State == VmState.Stopping)
+            {
+                SetStatus(VmState.Stopped, "stopped while no VMkernel was watching", stopRequested: true);
+                return;
+            }
+            var tail = QemuProcess.ReadTail(Paths.StderrLog, 1024);
+            SetStatus(VmState.Failed,
+                "QEMU exited while no VMkernel was watching" + (tail.Length > 0 ? $"; its last words: {tail}" : ""),
+                stopRequested: false);
+            return;
+        }
+        _process = process;
+        try
+        {
+            _qmp = await QmpClient.ConnectAsync(Paths.QmpSocket, TimeSpan.FromSeconds(5), _logger, ct);
+            _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
+            await _console.ConnectAsync(ct);
+        }
+        catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            SetStatus(VmState.Failed,
+                $"QEMU (pid {process.Pid}) runs but does not answer on {Paths.QmpSocket} ({e.Message}); kill it with `vmctl vm kill {Name}`",
+                stopRequested: false);
+            return;
+        }
+        StartWatching();
+        var qemuStatus = await _qmp.QueryStatusAsync();
+        SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused, $"re-adopted QEMU pid {process.Pid} ({qemuStatus})", stopRequested: false);
+        _logger.LogInformation("Re-adopted VM {Vm}: QEMU pid {Pid}, {QemuStatus}", Name, process.Pid, qemuStatus);
+    }
+
+    /// <summary>Lets go of QEMU without stopping it: the VM keeps running for the next VMkernel to adopt.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _detached = true;
+        if (_watch is not null)
+        {
+            await _watch.CancelAsync();
+        }
+        if (_qmp is not null)
+        {
+            await _qmp.DisposeAsync();
+        }
+        if (_console is not null)
+        {
+            await _console.DisposeAsync();
+        }
+        _commands.Dispose();
+    }
+
+    internal static VmStatus? ReadPersistedStatus(VmPaths paths)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<VmStatus>(File.ReadAllText(paths.StateFile));
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+            return null;
+        }
+    }
+
+    private bool IsPoweredOn() => State is VmState.Running or VmState.Paused or VmState.Starting or VmState.Stopping
+        && _process is { HasExited: false };
+
+    private async Task LaunchAsync(CancellationToken ct)
+    {
+        foreach (var stale in new[] { Paths.QmpSocket, Paths.ConsoleSocket, Paths.PidFile })
+        {
+            File.Delete(stale);
+        }
+        if (File.Exists(Paths.ConsoleLog))
+        {
+            File.Move(Paths.ConsoleLog, Paths.ConsoleLog + ".previous", overwrite: true);
+        }
+        _exitExpected = false;
+        _guestPoweredOff = false;
+        IReadOnlyList<string> procs = [];
+        if (_runtime.Cgroups is { } cgroups)
+        {
+            _cgroup = cgroups.Create(Name, Spec.Resources ?? VmResources.Default);
+            procs = _cgroup.ProcsFiles;
+        }
+        var argv = BuildArgv();
+        _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
+        var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
+        _process = process;
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var connect = QmpClient.ConnectAsync(Paths.QmpSocket, _runtime.StartTimeout, _logger, deadline.Token);
+        if (await Task.WhenAny(connect, process.Exited) != connect)
+        {
+            await deadline.CancelAsync();
+            await connect.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw new VmkernelException($"QEMU exited while starting VM '{Name}': {DescribeStderr(process)}");
+        }
+        _qmp = await connect;
+        _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
+        await _console.ConnectAsync(ct);
+        StartWatching();
+        var qemuStatus = await _qmp.QueryStatusAsync();
+        SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused, $"QEMU pid {process.Pid} started ({qemuStatus})", stopRequested: false);
+    }
+
+    private static string DescribeStderr(QemuProcess process)
+    {
+        var tail = process.StderrTail();
+        return tail.Length > 0 ? tail : "it printed nothing on stderr";
+    }
+
+    private void StartWatching()
+    {
+        _watch = new CancellationTokenSource();
+        var qmp = _qmp!;
+        var process = _process!;
+        var token = _watch.Token;
+        _ = Task.Run(() => FollowEventsAsync(qmp, token), CancellationToken.None);
+        _ = Task.Run(() => FollowExitAsync(process, token), CancellationToken.None);
+    }
+
+    private async Task FollowEventsAsync(QmpClient qmp, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var ev in qmp.Events.ReadAllAsync(ct))
+            {
+                _logger.LogDebug("VM {Vm} QMP event {Event} {Data}", Name, ev.Name, ev.Data);
+                switch (ev.Name)
+                {
+                    case "SHUTDOWN":
+                        _exitExpected = true;
+                        _guestPoweredOff = ev.Data.ValueKind == JsonValueKind.Object
+                            && ev.Data.TryGetProperty("guest", out var g) && g.ValueKind == JsonValueKind.True;
+                        break;
+                    case "STOP" when !_exitExpected && State == VmState.Running:
+                        SetStatus(VmState.Paused, "paused", stopRequested: false);
+                        break;
+                    case "RESUME" when State == VmState.Paused:
+                        SetStatus(VmState.Running, "resumed", stopRequested: false);
+                        break;
+                    case "RESET":
+                        _logger.LogInformation("VM {Vm} was reset", Name);
+                        break;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task FollowExitAsync(QemuProcess process, CancellationToken ct)
+    {
+        try
+        {
+            await process.Exited.WaitAsync(ct);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        if (_detached)
+        {
+            return;
+        }
+        await ReleaseRunAsync();
+        var current = Status;
+        if (current.StopRequested || _exitExpected)
+        {
+            SetStatus(VmState.Stopped, _guestPoweredOff ? "guest powered off" : "stopped", stopRequested: true);
+        }
+        else
+        {
+            SetStatus(VmState.Failed, $"QEMU exited unexpectedly: {DescribeStderr(process)}", stopRequested: false);
+        }
+        _logger.LogInformation("VM {Vm} QEMU pid {Pid} exited: {State} ({Reason})", Name, process.Pid, State, Status.Reason);
+    }
+
+    private async Task ReleaseRunAsync()
+    {
+        if (_qmp is not null)
+        {
+            await _qmp.DisposeAsync();
+        }
+        _cgroup?.Delete();
+        _cgroup = null;
+    }
+
+    private async Task<bool> WaitExitAsync(TimeSpan timeout)
+    {
+        if (_process is null)
+        {
+            return true;
+        }
+        try
+        {
+            // Wait for the state, not only the process: the exit watcher has settled Stopped/Failed by then.
+            await WaitForAsync(s => s.State is VmState.Stopped or VmState.Failed, CancellationToken.None).WaitAsync(timeout);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    private async Task ForceOffAsync()
+    {
+        if (await TryQmpAsync("quit") && await WaitExitAsync(TimeSpan.FromSeconds(10)))
+        {
+            return;
+        }
+        _process?.Kill();
+        if (!await WaitExitAsync(TimeSpan.FromSeconds(30)))
+        {
+            throw new VmkernelException($"QEMU pid {_process?.Pid} of VM '{Name}' did not exit after SIGKILL");
+        }
+    }
+
+    private async Task<bool> TryQmpAsync(string command)
+    {
+        if (_qmp is null)
+        {
+            return false;
+        }
+        try
+        {
+            await _qmp.ExecuteAsync(command, timeout: TimeSpan.FromSeconds(10));
+            return true;
+        }
+        catch (QmpException e)
+        {
+            _logger.LogWarning("VM {Vm}: QMP {Command} failed: {Error}", Name, command, e.Message);
+            return false;
+        }
+    }
+
+    private Task RequireQmpAsync(string command, VmState? then, CancellationToken ct) => RunCommandAsync(async () =>
+    {
+        if (State is not (VmState.Running or VmState.Paused) || _qmp is null)
+        {
+            throw new VmkernelException($"VM '{Name}' is {State}; '{command}' needs a running or paused VM");
+        }
+        await _qmp.ExecuteAsync(command, ct: ct);
+        if (then is VmState next)
+        {
+            SetStatus(next, next == VmState.Paused ? "paused" : "resumed", stopRequested: false);
+        }
+    }, ct);
+
+    private async Task RunCommandAsync(Func<Task> command, CancellationToken ct)
+    {
+        await _commands.WaitAsync(ct);
+        try
+        {
+            await command();
+        }
+        finally
+        {
+            _commands.Release();
+        }
+    }
+
+    private void SetStatus(VmState state, string reason, bool stopRequested)
+    {
+        VmStatus status;
+        List<TaskCompletionSource<VmStatus>> done = [];
+        lock (_gate)
+        {
+            if (_status.State == state && _status.Reason == reason && _status.StopRequested == stopRequested)
+            {
+                return;
+            }
+            status = _status = new VmStatus(state, reason, DateTimeOffset.UtcNow, stopRequested);
+            for (var i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (_waiters[i].Match(status))
+                {
+                    done.Add(_waiters[i].Done);
+                    _waiters.RemoveAt(i);
+                }
+            }
+        }
+        Persist(status);
+        _logger.LogInformation("VM {Vm} is {State}: {Reason}", Name, state, reason);
+        foreach (var d in done)
+        {
+            d.TrySetResult(status);
+        }
+        StatusChanged?.Invoke(this, status);
+    }
+
+    private void Persist(VmStatus status)
+    {
+        var tmp = Paths.StateFile + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(status, StateJson));
+        File.Move(tmp, Paths.StateFile, overwrite: true);
+    }
+}

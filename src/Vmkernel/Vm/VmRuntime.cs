@@ -1,0 +1,14 @@
+using Microsoft.Extensions.Logging;
+using Vmk.Vmkernel.Qemu;
+using Vmk.Vmkernel.Resources;
+
+namespace Vmk.Vmkernel.Vm;
+
+/// <summary>Host-wide settings and services every VM of one VMkernel shares.</summary>
+internal sealed record VmRuntime(
+    string QemuBinary,
+    QemuHostSettings Qemu,
+    ICgroupManager? Cgroups,
+    ILoggerFactory LoggerFactory,
+    TimeSpan ShutdownTimeout,
+    TimeSpan StartTimeout);

@@ -1,0 +1,23 @@
+namespace Vmk.Vmkernel.Vm;
+
+/// <summary>Everything the VMkernel needs to run one VM. Persisted as JSON in the VM's state directory.</summary>
+public sealed record VmSpec
+{
+    /// <summary>Unique on the host: lowercase letters, digits and '-', at most 63 characters.</summary>
+    public required string Name { get; init; }
+
+    public MachineType Machine { get; init; } = MachineType.Microvm;
+
+    public CpuTopology Cpu { get; init; } = new();
+
+    public long MemoryBytes { get; init; } = 256L * 1024 * 1024;
+
+    public BootSpec Boot { get; init; } = new();
+
+    public IReadOnlyList<DiskSpec> Disks { get; init; } = [];
+
+    public IReadOnlyList<NicSpec> Nics { get; init; } = [];
+
+    /// <summary>Start the VM paused (QEMU -S); used by incoming migration.</summary>
+    public bool StartPaused { get; init; }
+}

@@ -1,0 +1,34 @@
+using Vmk.Vmkernel.Qemu.Accel;
+
+namespace Vmk.Vmkernel;
+
+/// <summary>How one host's VMkernel runs.</summary>
+public sealed record VmkernelOptions
+{
+    /// <summary>Holds one directory per VM (spec, pidfile, sockets, logs); re-adoption reads it.</summary>
+    public required string StateDirectory { get; init; }
+
+    /// <summary>The QEMU binary, a name looked up on PATH or an absolute path.</summary>
+    public string QemuBinary { get; init; } = Qemu.QemuCommandLine.DefaultBinary;
+
+    public AcceleratorMode Accelerator { get; init; } = AcceleratorMode.Auto;
+
+    /// <summary>
+    /// The unprivileged user QEMU drops to. Null picks <see cref="DefaultQemuUser"/> when that user exists
+    /// (scripts/setup.sh creates it) and otherwise leaves QEMU as the calling user; "" never drops.
+    /// </summary>
+    public string? QemuUser { get; init; }
+
+    public const string DefaultQemuUser = "vmkernel-qemu";
+
+    public bool Sandbox { get; init; } = true;
+
+    /// <summary>Put each QEMU into a cgroup of its own with the VM's CPU and memory settings.</summary>
+    public bool UseCgroups { get; init; } = true;
+
+    /// <summary>How long a guest has to power off after the ACPI power button before it is forced off.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long QEMU may take to open its QMP socket after it was started.</summary>
+    public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
