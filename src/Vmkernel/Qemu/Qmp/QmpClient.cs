@@ -36,7 +36,8 @@ public sealed class QmpClient : IAsyncDisposable
     public const int EventQueueCapacity = 4096;
 
     // QMP names are exact (lowercase, kebab-case such as "downtime-limit"); no naming policy may rewrite them.
-    // Optional QMP arguments must be absent rather than null, which QEMU rejects for most parameters.
+    // Optional QMP arguments must be absent rather than null, which QEMU rejects for most parameters. (System.Text.Json
+    // applies this to object properties only, so dictionaries stay the way to send a deliberate null.)
     private static readonly JsonSerializerOptions ArgumentSerializerOptions = new()
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
@@ -165,10 +166,12 @@ public sealed class QmpClient : IAsyncDisposable
     /// </summary>
     /// <param name="command">The QMP command, e.g. <c>query-status</c>.</param>
     /// <param name="arguments">
-    /// Serialised with System.Text.Json as is: property names are sent exactly as written, with no naming policy, and
-    /// null properties are omitted. QMP names are lowercase and often kebab-case, so pass an anonymous object for
-    /// simple names (<c>new { uri = "tcp:..." }</c>) and a <c>Dictionary&lt;string, object?&gt;</c> for names a C#
-    /// identifier cannot spell (<c>["downtime-limit"] = 300</c>). A <see cref="JsonElement"/> is sent verbatim.
+    /// Serialised with System.Text.Json as is: names are sent exactly as written, with no naming policy. QMP names are
+    /// lowercase and often kebab-case, so pass an anonymous object for simple names (<c>new { uri = "tcp:..." }</c>)
+    /// and a <c>Dictionary&lt;string, object?&gt;</c> for names a C# identifier cannot spell
+    /// (<c>["downtime-limit"] = 300</c>). Null properties of objects are omitted, since QMP's optional members must be
+    /// absent rather than null; dictionary entries are sent as given, null included, for the few StrOrNull
+    /// parameters where null means "clear" (e.g. <c>tls-creds</c>). A <see cref="JsonElement"/> is sent verbatim.
     /// </param>
     /// <param name="timeout">How long to wait for the reply; <see cref="DefaultCommandTimeout"/> when null.</param>
     /// <param name="ct">Cancels the wait (throws <see cref="OperationCanceledException"/>).</param>
