@@ -161,7 +161,7 @@ public static class AcceleratorProbe
 
         // A little slack over the deadline: the loop itself stops escalating before it; this only
         // catches a KVM_RUN that does not return at all.
-        if (finished.Task.Wait(options.Deadline + TimeSpan.FromMilliseconds(100)))
+        if (finished.Task.Wait(options.Deadline + TimeSpan.FromMilliseconds(20)))
         {
             return finished.Task.Result;
         }
