@@ -32,4 +32,25 @@ public static class HostEnvironment
 
     public static bool UserExists(string user) =>
         File.ReadLines("/etc/passwd").Any(l => l.StartsWith(user + ":", StringComparison.Ordinal));
+
+    /// <summary>
+    /// The TSC frequency in kHz, from the first "cpu MHz" of /proc/cpuinfo (on CPUs with a constant TSC, as every
+    /// x86 host of the last decade, that is the TSC rate closely enough for a guest's clock); null if unknown.
+    /// </summary>
+    public static long? TscKhz()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("cpu MHz", StringComparison.Ordinal));
+            if (line is not null && double.TryParse(line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim(),
+                    System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var mhz) && mhz > 0)
+            {
+                return (long)(mhz * 1000);
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return null;
+    }
 }

@@ -65,7 +65,7 @@ public sealed class VmkernelHost : IAsyncDisposable
             cgroups = CgroupManagerFactory.Detect(logger);
             logger.LogInformation("VM resource control through {Cgroups}", cgroups.Describe());
         }
-        var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox), cgroups,
+        var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
             loggerFactory, options.ShutdownTimeout, options.StartTimeout);
         var host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
         await host.AdoptAllAsync(ct);

@@ -69,7 +69,7 @@ internal static class VmCommands
                     Boot = new BootSpec
                     {
                         Kernel = r.GetValue(kernel),
-                        Initrd = r.GetValue(initrd) ?? (r.GetResult(kernel) is null ? Path.Combine(guest, "initrd.gz") : null),
+                        Initrd = r.GetValue(initrd) ?? (r.GetResult(kernel) is null or { Implicit: true } ? Path.Combine(guest, "initrd.gz") : null),
                         Cmdline = r.GetValue(cmdline),
                     },
                     Disks = (r.GetValue(disks) ?? []).Select((f, i) => new DiskSpec { Name = $"d{i}", File = Path.GetFullPath(f) }).ToList(),

@@ -19,7 +19,7 @@ public static class QemuCommandLine
         MachineArgs.Append(argv, spec, host);
         CpuArgs.Append(argv, spec, host);
         MemoryArgs.Append(argv, spec);
-        BootArgs.Append(argv, spec);
+        BootArgs.Append(argv, spec, host);
         for (var i = 0; i < spec.Disks.Count; i++)
         {
             DiskArgs.Append(argv, spec, spec.Disks[i], bootIndex: i == 0 && spec.Boot.Kernel is null ? 1 : null);

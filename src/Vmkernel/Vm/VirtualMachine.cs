@@ -265,7 +265,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         IReadOnlyList<string> procs = [];
         if (_runtime.Cgroups is { } cgroups)
         {
-            _cgroup = cgroups.Create(Name, Spec.Resources ?? VmResources.Default);
+            _cgroup = cgroups.Create(Name, Spec.Resources ?? VmResources.Default(Spec.Cpu.VCpus));
             procs = _cgroup.ProcsFiles;
         }
         var argv = BuildArgv();
@@ -278,7 +278,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         if (await Task.WhenAny(connect, process.Exited) != connect)
         {
             await deadline.CancelAsync();
-            await connect.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await ((Task)connect).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             throw new VmkernelException($"QEMU exited while starting VM '{Name}': {DescribeStderr(process)}");
         }
         _qmp = await connect;

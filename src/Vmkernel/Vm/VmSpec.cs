@@ -1,3 +1,5 @@
+using Vmk.Vmkernel.Resources;
+
 namespace Vmk.Vmkernel.Vm;
 
 /// <summary>Everything the VMkernel needs to run one VM. Persisted as JSON in the VM's state directory.</summary>
@@ -17,6 +19,9 @@ public sealed record VmSpec
     public IReadOnlyList<DiskSpec> Disks { get; init; } = [];
 
     public IReadOnlyList<NicSpec> Nics { get; init; } = [];
+
+    /// <summary>CPU and memory shares, reservations and limits; null means Normal shares and no limits.</summary>
+    public VmResources? Resources { get; init; }
 
     /// <summary>Start the VM paused (QEMU -S); used by incoming migration.</summary>
     public bool StartPaused { get; init; }

@@ -36,7 +36,7 @@ public class QemuCommandLineTests
         Assert.Equal("256M", After(argv, "-m"));
         Assert.Equal("/g/vmlinux", After(argv, "-kernel"));
         Assert.Equal("/g/initrd.gz", After(argv, "-initrd"));
-        Assert.Equal("console=ttyS0 tsc=reliable", After(argv, "-append"));
+        Assert.Equal("console=ttyS0 tsc=reliable", After(argv, "-append")); // no TSC rate known: nothing added
         Assert.Contains("-nodefaults", argv);
         Assert.Contains("-no-user-config", argv);
         Assert.Equal("none", After(argv, "-display"));
@@ -177,5 +177,22 @@ public class QemuCommandLineTests
         var line = QemuCommandLine.ToShellLine("qemu-system-x86_64", ["-append", "console=ttyS0 tsc=reliable", "-name", "it's"]);
 
         Assert.Equal("qemu-system-x86_64 -append 'console=ttyS0 tsc=reliable' -name 'it'\\''s'", line);
+    }
+
+    [Fact]
+    public void Under_tcg_the_guest_is_told_the_tsc_rate_so_it_never_calibrates()
+    {
+        var argv = QemuCommandLine.Build(Guest(s => s with { Boot = s.Boot with { Cmdline = "console=ttyS0" } }), Paths, Tcg with { TscKhz = 2096011 });
+
+        Assert.Equal("console=ttyS0 tsc=reliable tsc_early_khz=2096011", After(argv, "-append"));
+    }
+
+    [Fact]
+    public void Clock_parameters_the_user_set_are_kept_and_kvm_guests_get_none()
+    {
+        var user = Guest(s => s with { Boot = s.Boot with { Cmdline = "console=ttyS0 tsc=unstable tsc_early_khz=1000" } });
+
+        Assert.Equal("console=ttyS0 tsc=unstable tsc_early_khz=1000", After(QemuCommandLine.Build(user, Paths, Tcg with { TscKhz = 2096011 }), "-append"));
+        Assert.Equal("console=ttyS0 tsc=unstable tsc_early_khz=1000", After(QemuCommandLine.Build(user, Paths, Tcg with { Accelerator = Accelerator.Kvm, TscKhz = 2096011 }), "-append"));
     }
 }
