@@ -93,7 +93,8 @@ public sealed class VmRunTests : IDisposable
     [InlineData("--accel", "hvf", "--accel 'hvf': use auto, kvm or tcg")]
     public async Task Bad_flags_name_the_problem_and_leave_nothing_running(string flag, string value, string message)
     {
-        var (code, _, stderr) = await VmctlProcess.RunAsync("vm", "run", "--name", "bad", "--accel", "tcg", "--state-dir", _stateDir, flag, value);
+        string[] accel = flag == "--accel" ? [] : ["--accel", "tcg"];
+        var (code, _, stderr) = await VmctlProcess.RunAsync(["vm", "run", "--name", "bad", .. accel, "--state-dir", _stateDir, flag, value]);
 
         Assert.Equal(1, code);
         Assert.Contains(message, stderr, StringComparison.Ordinal);

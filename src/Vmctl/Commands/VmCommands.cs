@@ -50,11 +50,12 @@ internal static class VmCommands
         var machine = new Option<string>("--machine") { Description = "microvm or q35", DefaultValueFactory = _ => "microvm" };
         var accel = new Option<string>("--accel") { Description = "auto, kvm or tcg", DefaultValueFactory = _ => "auto" };
         var printArgv = new Option<bool>("--print-argv") { Description = "Print the QEMU command line on stderr before starting" };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Check the VM, print its QEMU command line on stdout, and exit without starting it" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log what the VMkernel does on stderr" };
         var stateDir = StateDirOption();
         var run = new Command("run", "Boot a VM in the foreground and attach its serial console; Ctrl-C stops it")
         {
-            name, kernel, initrd, cmdline, cpus, memory, disks, machine, accel, printArgv, verbose, stateDir,
+            name, kernel, initrd, cmdline, cpus, memory, disks, machine, accel, printArgv, dryRun, verbose, stateDir,
         };
         run.SetAction(async (r, ct) =>
         {
@@ -79,7 +80,7 @@ internal static class VmCommands
                     StateDirectory = r.GetValue(stateDir)!,
                     Accelerator = ParseAccel(r.GetValue(accel)!),
                 };
-                return await RunForegroundAsync(spec, options, r.GetValue(printArgv), r.GetValue(verbose), ct);
+                return await RunForegroundAsync(spec, options, r.GetValue(printArgv), r.GetValue(dryRun), r.GetValue(verbose), ct);
             }
             catch (VmkernelException e)
             {
@@ -90,7 +91,7 @@ internal static class VmCommands
         return run;
     }
 
-    private static async Task<int> RunForegroundAsync(VmSpec spec, VmkernelOptions options, bool printArgv, bool verbose, CancellationToken ct)
+    private static async Task<int> RunForegroundAsync(VmSpec spec, VmkernelOptions options, bool printArgv, bool dryRun, bool verbose, CancellationToken ct)
     {
         using var loggerFactory = Logging.Create(verbose ? LogLevel.Information : LogLevel.Warning);
         await using var host = await VmkernelHost.OpenAsync(options, loggerFactory, ct);
@@ -99,6 +100,12 @@ internal static class VmCommands
             throw new VmkernelException($"a VM named '{spec.Name}' already exists in {options.StateDirectory}; pick another --name");
         }
         var vm = await host.DefineAsync(spec, ct);
+        if (dryRun)
+        {
+            Console.WriteLine(QemuCommandLine.ToShellLine(host.QemuBinary, vm.BuildArgv()));
+            await host.DeleteAsync(spec.Name, ct);
+            return 0;
+        }
         if (printArgv)
         {
             await Console.Error.WriteLineAsync(QemuCommandLine.ToShellLine(host.QemuBinary, vm.BuildArgv()));

@@ -70,7 +70,10 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// <summary>Raised after every state change, outside any lock.</summary>
     public event EventHandler<VmStatus>? StatusChanged;
 
-    /// <summary>The argv this VM's QEMU is started with on this host.</summary>
+    /// <summary>
+    /// The argv for this VM on this host, as a person would run it by hand. The VMkernel itself adds -S and
+    /// resumes the guest with QMP `cont` once the console is attached.
+    /// </summary>
     public IReadOnlyList<string> BuildArgv() => QemuCommandLine.Build(Spec, Paths, _runtime.Qemu);
 
     /// <summary>Completes with the first status (the current one included) that satisfies <paramref name="match"/>.</summary>
@@ -268,7 +271,9 @@ public sealed class VirtualMachine : IAsyncDisposable
             _cgroup = cgroups.Create(Name, Spec.Resources ?? VmResources.Default(Spec.Cpu.VCpus));
             procs = _cgroup.ProcsFiles;
         }
-        var argv = BuildArgv();
+        // Always start paused and let the guest run only once the console pump is attached: QEMU drops
+        // console output that no client reads, and the first lines of a boot are the ones people need.
+        var argv = QemuCommandLine.Build(Spec with { StartPaused = true }, Paths, _runtime.Qemu);
         _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
         _process = process;
@@ -285,6 +290,10 @@ public sealed class VirtualMachine : IAsyncDisposable
         _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
         await _console.ConnectAsync(ct);
         StartWatching();
+        if (!Spec.StartPaused)
+        {
+            await _qmp.ExecuteAsync("cont", ct: ct);
+        }
         var qemuStatus = await _qmp.QueryStatusAsync();
         SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused, $"QEMU pid {process.Pid} started ({qemuStatus})", stopRequested: false);
     }
