@@ -239,5 +239,13 @@ chmod 755 "$out"
 rm -rf "$guest_dir"
 mv -T "$out" "$guest_dir"
 point_current_at_guest
+
+# Keep the two previous builds (a VM booted from one may still be running or migrating); older
+# ones only take space (~75 MB each).
+find "$cache_root" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' \
+  -printf '%T@ %p\n' | LC_ALL=C sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
+  log "removing old guest build $old"
+  rm -rf "$old"
+done
 log "guest ready: $guest_dir ($(du -sh "$guest_dir/initrd.gz" | cut -f1) initrd, modules: ${loaded_names[*]})"
 echo "$guest_dir"
