@@ -11,14 +11,16 @@ cache_root=${VMK_CACHE_DIR:-/var/cache/vmkernel}/guest
 script_path="$repo_root/scripts/build-guest.sh"
 
 # Wanted modules; their dependencies are added from modules.dep and everything is loaded in
-# dependency order. button+evdev let busybox acpid see the ACPI power button (graceful shutdown);
-# 8021q lets the guest tag its own frames on a trunk port group.
+# dependency order. button+evdev let busybox acpid see the ACPI power button (graceful shutdown).
 wanted_modules=(
   virtio_ring virtio virtio_mmio
   virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
   virtio_blk failover net_failover virtio_net
-  8021q button evdev
+  button evdev
 )
+# Loaded only when the kernel command line asks for VLANs (vmk.vlans=...): 8021q lets the guest
+# tag its own frames on a trunk port group; every boot without it is a little faster.
+vlan_modules=(8021q)
 
 log() { echo "build-guest: $*" >&2; }
 die() { echo "build-guest: error: $*" >&2; exit 1; }
@@ -67,7 +69,7 @@ hash=$(
   {
     echo "kernel=$kernel_pkg $kernel_pkg_version"
     echo "busybox=$busybox_version"
-    echo "modules=${wanted_modules[*]}"
+    echo "modules=${wanted_modules[*]} vlan:${vlan_modules[*]}"
     sha256sum "$script_path" | cut -d' ' -f1
     (cd "$repo_root" && find guest -type f | LC_ALL=C sort | while read -r f; do
       echo "$f $(stat -c %a "$f") $(sha256sum "$f" | cut -d' ' -f1)"
@@ -102,29 +104,40 @@ trap cleanup EXIT
 
 log "building guest $hash: $kernel_pkg $kernel_pkg_version, busybox $busybox_version"
 
-# apt-get download drops privileges to _apt, which must be able to write the directory.
-mkdir "$work/deb"
-chown _apt "$work/deb" 2>/dev/null || chmod 777 "$work/deb"
-log "downloading $kernel_pkg=$kernel_pkg_version"
-if ! (cd "$work/deb" && apt-get download -qq "$kernel_pkg=$kernel_pkg_version" >&2); then
-  if [ -z "${VMK_GUEST_APT_UPDATED:-}" ]; then
-    # Stale package lists name a version the mirror no longer has: refresh once and start over
-    # (the hash may change with the new version).
-    log "download failed; running apt-get update and retrying"
-    apt-get update -qq >&2 || die "apt-get update failed; check the network and /etc/apt/sources.list"
-    cleanup
-    trap - EXIT
-    exec 9>&-
-    VMK_GUEST_APT_UPDATED=1 exec "$script_path"
+# The kernel package is kept next to the builds, so editing guest/ rebuilds without the network.
+deb_cache="$cache_root/.debs"
+mkdir -p "$deb_cache"
+deb="$deb_cache/${kernel_pkg}_${kernel_pkg_version//:/%3a}_amd64.deb"
+if [ -s "$deb" ] && dpkg-deb --info "$deb" >/dev/null 2>&1; then
+  log "using cached $(basename "$deb")"
+else
+  # apt-get download drops privileges to _apt, which must be able to write the directory.
+  mkdir "$work/deb"
+  chown _apt "$work/deb" 2>/dev/null || chmod 777 "$work/deb"
+  log "downloading $kernel_pkg=$kernel_pkg_version"
+  if ! (cd "$work/deb" && apt-get download -qq "$kernel_pkg=$kernel_pkg_version" >&2); then
+    if [ -z "${VMK_GUEST_APT_UPDATED:-}" ]; then
+      # Stale package lists name a version the mirror no longer has: refresh once and start over
+      # (the hash may change with the new version).
+      log "download failed; running apt-get update and retrying"
+      apt-get update -qq >&2 || die "apt-get update failed; check the network and /etc/apt/sources.list"
+      cleanup
+      trap - EXIT
+      exec 9>&-
+      VMK_GUEST_APT_UPDATED=1 exec "$script_path"
+    fi
+    die "apt-get download $kernel_pkg failed; check the network and apt sources"
   fi
-  die "apt-get download $kernel_pkg failed; check the network and apt sources"
+  downloaded=$(find "$work/deb" -name '*.deb' -print -quit)
+  [ -n "$downloaded" ] || die "apt-get download produced no .deb for $kernel_pkg"
+  # Only the kernel in use is worth keeping (~70 MB each).
+  find "$deb_cache" -mindepth 1 -maxdepth 1 -name '*.deb' -delete
+  mv "$downloaded" "$deb"
+  rm -rf "$work/deb"
 fi
-deb=$(find "$work/deb" -name '*.deb' -print -quit)
-[ -n "$deb" ] || die "apt-get download produced no .deb for $kernel_pkg"
 
 log "unpacking $(basename "$deb")"
 dpkg-deb -x "$deb" "$work/pkg"
-rm -rf "$work/deb"
 if [ ! -d "$work/pkg/lib/modules" ] && [ -d "$work/pkg/usr/lib/modules" ]; then
   ln -s usr/lib "$work/pkg/lib" # depmod -b looks under <base>/lib/modules
 fi
@@ -178,16 +191,22 @@ visit() { # depth-first: dependencies before the module that needs them
   load_order+=("$path")
 }
 builtin_modules=()
-for m in "${wanted_modules[@]}"; do
-  path=$(module_path "$m")
-  if [ -n "$path" ]; then
-    visit "$path"
-  elif grep -Eq "/${m//_/[-_]}\.ko$" "$moddir/modules.builtin"; then
-    builtin_modules+=("$m")
-  else
-    die "module $m is neither in $kernel_pkg nor built into its kernel"
-  fi
-done
+add_modules() {
+  local m path
+  for m in "$@"; do
+    path=$(module_path "$m")
+    if [ -n "$path" ]; then
+      visit "$path"
+    elif grep -Eq "/${m//_/[-_]}\.ko$" "$moddir/modules.builtin"; then
+      builtin_modules+=("$m")
+    else
+      die "module $m is neither in $kernel_pkg nor built into its kernel"
+    fi
+  done
+}
+add_modules "${wanted_modules[@]}"
+base_count=${#load_order[@]}
+add_modules "${vlan_modules[@]}" # only what the base set does not already load
 
 log "assembling the initramfs"
 root="$work/root"
@@ -205,7 +224,9 @@ install -m 755 "$repo_root/guest/udhcpc.script" "$root/etc/udhcpc.script"
 install -m 755 "$repo_root/guest/acpi/power-button" "$root/etc/acpi/PWRF/00000080"
 
 loaded_names=()
-for path in "${load_order[@]}"; do
+vlan_names=()
+for i in "${!load_order[@]}"; do
+  path=${load_order[$i]}
   name=$(basename "$path")
   case "$name" in
     *.ko.xz) name=${name%.xz}; xz -dc "$moddir/$path" >"$root/lib/modules/$name" ;;
@@ -215,10 +236,17 @@ for path in "${load_order[@]}"; do
     *) die "unexpected module file $path" ;;
   esac
   name=${name%.ko}
-  loaded_names+=("$name")
-  echo "$name" >>"$root/etc/vmk/modules"
+  if [ "$i" -lt "$base_count" ]; then
+    loaded_names+=("$name")
+    echo "$name" >>"$root/etc/vmk/modules"
+  else
+    vlan_names+=("$name")
+    echo "$name" >>"$root/etc/vmk/modules.vlan"
+  fi
 done
+touch "$root/etc/vmk/modules.vlan"
 
+find "$root" -exec touch -h -d @0 {} + # same inputs, same initrd.gz
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) |
   gzip -9 -n >"$out/initrd.gz"
 
@@ -229,6 +257,7 @@ kernel_package_version=$kernel_pkg_version
 kernel_release=$kernel_release
 busybox_version=$busybox_version
 modules=${loaded_names[*]}
+vlan_modules=${vlan_names[*]}
 builtin_modules=${builtin_modules[*]}
 vmlinux_xz_offset=$found
 built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -247,5 +276,5 @@ find "$cache_root" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -re
   log "removing old guest build $old"
   rm -rf "$old"
 done
-log "guest ready: $guest_dir ($(du -sh "$guest_dir/initrd.gz" | cut -f1) initrd, modules: ${loaded_names[*]})"
+log "guest ready: $guest_dir ($(du -sh "$guest_dir/initrd.gz" | cut -f1) initrd, modules: ${loaded_names[*]}; with vmk.vlans: ${vlan_names[*]})"
 echo "$guest_dir"
