@@ -78,17 +78,29 @@ hash=$(
 )
 guest_dir="$cache_root/$hash"
 
-mkdir -p "$cache_root"
-chmod 755 "${VMK_CACHE_DIR:-/var/cache/vmkernel}" "$cache_root"
-
-# One builder at a time per cache; a second caller waits and then finds the guest built.
-exec 9>"$cache_root/.lock"
-flock 9
-
 point_current_at_guest() {
   ln -sfn "$hash" "$cache_root/current.tmp.$$"
   mv -T "$cache_root/current.tmp.$$" "$cache_root/current"
 }
+
+# Up to date: nothing to build, and a user who cannot write the cache can still use it.
+if [ -f "$guest_dir/manifest.txt" ] && [ ! -w "$cache_root" ]; then
+  log "guest $hash is up to date (cache not writable, current/ left as it is)"
+  echo "$guest_dir"
+  exit 0
+fi
+
+# World-readable (QEMU may run as vmkernel-qemu); directories that already exist keep their modes.
+for d in "${VMK_CACHE_DIR:-/var/cache/vmkernel}" "$cache_root"; do
+  [ -d "$d" ] || install -d -m 755 "$d" 2>/dev/null ||
+    die "cannot create $d; run as root (scripts/setup.sh) or set VMK_CACHE_DIR to a writable directory"
+done
+[ -w "$cache_root" ] ||
+  die "$cache_root is not writable; run as root (scripts/setup.sh) or set VMK_CACHE_DIR to a writable directory"
+
+# One builder at a time per cache; a second caller waits and then finds the guest built.
+exec 9>"$cache_root/.lock"
+flock 9
 
 if [ -f "$guest_dir/manifest.txt" ]; then
   log "guest $hash is up to date ($kernel_pkg $kernel_pkg_version, busybox $busybox_version)"
@@ -217,8 +229,10 @@ cp /bin/busybox "$root/bin/busybox"
 for applet in $busybox_applets; do
   [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
-# The kernel opens /dev/console for init before anything can mount devtmpfs.
-mknod -m 600 "$root/dev/console" c 5 1
+# The kernel opens /dev/console for init before anything can mount devtmpfs. Without root there
+# is no device node; the kernel then warns once and /init opens /dev/ttyS0 itself.
+mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null ||
+  log "not root: no /dev/console node in the initramfs (harmless, /init opens the serial port itself)"
 install -m 755 "$repo_root/guest/init" "$root/init"
 install -m 755 "$repo_root/guest/udhcpc.script" "$root/etc/udhcpc.script"
 install -m 755 "$repo_root/guest/acpi/power-button" "$root/etc/acpi/PWRF/00000080"
