@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One-time (and safe to repeat) host set-up: the Debian packages the project needs, the
+# unprivileged user QEMU drops to, and the test guest image. Fast when everything is present:
+# apt is only consulted for packages that are missing. Needs root.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(
+  qemu-system-x86 # the VMM
+  qemu-utils      # qemu-img, qemu-io: NBD clients in tests
+  busybox-static  # guest userland (static: the initramfs has no libc)
+  cpio            # initramfs archive
+  xz-utils        # unpacking the kernel's XZ payload into vmlinux
+  binutils        # readelf: checks vmlinux has the PVH entry note
+  kmod            # depmod: module dependency order for the guest
+  socat           # talking to QMP and serial sockets by hand
+  nbdkit          # reference NBD server (peer in benchmarks)
+  libnbd-bin      # nbdinfo, nbdcopy: NBD clients in tests
+  iproute2        # ip netns, bridges, veth, taps, vxlan
+  iputils-ping    # pinging guests from the host
+  nftables        # vSwitch security policy
+  dnsmasq-base    # DHCP per port group
+  prometheus      # metrics scraping in tests
+)
+
+log() { echo "setup: $*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: error: run as root (it installs Debian packages and creates a system user)" >&2
+  exit 1
+fi
+command -v apt-get >/dev/null 2>&1 || {
+  echo "setup: error: apt-get not found; this set-up supports Debian 12 (bookworm) only" >&2
+  exit 1
+}
+
+# One dpkg-query for all packages; a package dpkg has never heard of is simply absent from its output.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null || true)
+missing=()
+for p in "${packages[@]}"; do
+  grep -qx "$p install ok installed" <<<"$installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  log "all ${#packages[@]} Debian packages present"
+else
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log "installed ${#missing[@]} package(s)"
+fi
+
+# QEMU drops its privileges to this user (-run-with user=... / -runas) where the host allows it.
+qemu_user=vmkernel-qemu
+if getent passwd "$qemu_user" >/dev/null; then
+  log "user $qemu_user present"
+else
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin --comment "VMkernel QEMU (unprivileged)" "$qemu_user"
+  log "created system user $qemu_user"
+fi
+
+log "test guest image"
+"$repo_root/scripts/build-guest.sh"
