@@ -76,7 +76,12 @@ internal sealed class HostHeartbeat : IDisposable
     {
         var slots = ReadAll();
         var random = Random.Shared;
-        var free = Enumerable.Range(0, Sb.MaxHosts).Where(i => slots[i].Slot is { Live: false }).OrderBy(_ => random.Next()).ToList();
+        // A host that left cleanly gets its old slot back (stable slot numbers in `ds locks`); others spread randomly
+        // so that hosts joining at once rarely race for one slot.
+        var free = Enumerable.Range(0, Sb.MaxHosts).Where(i => slots[i].Slot is { Live: false })
+            .OrderBy(i => slots[i].Slot!.HostName == HostName ? 0 : slots[i].Slot!.Generation == 0 ? 1 : 2)
+            .ThenBy(_ => random.Next())
+            .ToList();
         foreach (var candidate in free)
         {
             if (TryTake(candidate, slots[candidate].Slot!, cancellation))
@@ -326,8 +331,12 @@ internal sealed class HostHeartbeat : IDisposable
     private void RenewLoop()
     {
         var interval = _timings.HeartbeatInterval;
-        while (!_stop.Wait(interval))
+        // The first renewal comes right after joining, so the gap between two heartbeats is never more than one
+        // interval (plus the renewal's I/O), also just after the join's read-back delay.
+        var first = true;
+        while (first || !_stop.Wait(interval))
         {
+            first = false;
             if (IsFenced)
             {
                 return;

@@ -194,6 +194,18 @@ public sealed class VirtualDisk : IBlockDevice
         return result;
     }
 
+    /// <summary>
+    /// Where byte <paramref name="offset"/> of this disk lives on the datastore device, or null for a hole
+    /// (a linked clone's bytes still in its base count as that base's location). For diagnostics and benchmarks.
+    /// </summary>
+    public long? MapToDevice(long offset)
+    {
+        CheckOpen();
+        CheckRange(offset, 0);
+        var entry = _map.Resolve(offset >> _blockShift);
+        return entry == 0 ? null : PhysicalOffset(entry, offset & _blockMask);
+    }
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
