@@ -205,8 +205,12 @@ internal static class DsCommands
         var host = HostOption();
         var output = OutputOption();
         var create = new Command("create", "Create a virtual disk (thin unless --thick)") { path, name, size, thick, host, output };
-        create.SetAction(r => Run(() => WithDatastore(r.GetValue(path)!, r.GetValue(host)!, ds =>
-            ShowDisk(ds.CreateDisk(r.GetValue(name)!, ParseSize(r.GetValue(size)!, "--size"), thin: !r.GetValue(thick)), r.GetValue(output)!))));
+        create.SetAction(r => Run(() =>
+        {
+            var bytes = ParseSize(r.GetValue(size)!, "--size");
+            WithDatastore(r.GetValue(path)!, r.GetValue(host)!, ds =>
+                ShowDisk(ds.CreateDisk(r.GetValue(name)!, bytes, thin: !r.GetValue(thick)), r.GetValue(output)!));
+        }));
         command.Subcommands.Add(create);
 
         var clonePath = PathArgument();
@@ -236,8 +240,12 @@ internal static class DsCommands
         var resizeHost = HostOption();
         var resizeOutput = OutputOption();
         var resize = new Command("resize", "Grow or shrink a virtual disk that no host has open") { resizePath, resizeName, newSize, resizeHost, resizeOutput };
-        resize.SetAction(r => Run(() => WithDatastore(r.GetValue(resizePath)!, r.GetValue(resizeHost)!, ds =>
-            ShowDisk(ds.ResizeDisk(r.GetValue(resizeName)!, ParseSize(r.GetValue(newSize)!, "--size")), r.GetValue(resizeOutput)!))));
+        resize.SetAction(r => Run(() =>
+        {
+            var bytes = ParseSize(r.GetValue(newSize)!, "--size");
+            WithDatastore(r.GetValue(resizePath)!, r.GetValue(resizeHost)!, ds =>
+                ShowDisk(ds.ResizeDisk(r.GetValue(resizeName)!, bytes), r.GetValue(resizeOutput)!));
+        }));
         command.Subcommands.Add(resize);
         return command;
     }
