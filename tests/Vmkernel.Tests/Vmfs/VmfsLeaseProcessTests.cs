@@ -96,10 +96,10 @@ public class VmfsLeaseProcessTests
         taker.WaitFor("MARKED", TimeSpan.FromSeconds(10));
         holder.Signal(HostProcess.SigCont);
 
-        var fenced = holder.WaitFor("FENCED", TimeSpan.FromSeconds(10));
-        Assert.Contains("no heartbeat renewal", fenced);
-        holder.WaitFor("WRITE-REFUSED", TimeSpan.FromSeconds(10));
-        Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(10)), holder.Output);
+        // The writer may notice the expired deadline before or after the fencing callback runs: either order.
+        Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(20)), holder.Output);
+        Assert.Contains("FENCED no heartbeat renewal", holder.Output);
+        Assert.Contains("WRITE-REFUSED", holder.Output);
 
         taker.Send("check");
         Assert.Equal("INTACT", taker.WaitFor("INTACT", TimeSpan.FromSeconds(10)));
