@@ -160,4 +160,27 @@ public class VmfsLeaseProcessTests
         Assert.Equal(LeaseMode.SharedRead, locks.Mode);
         Assert.Equal(["esx-a", "esx-b"], locks.SharedReaders.Order());
     }
+
+    [Fact]
+    public void Leaving_releases_every_lease_and_the_heartbeat_slot()
+    {
+        using var temp = new TempDatastore();
+        var ds = temp.Join("esx-a");
+        ds.CreateDisk("a", 1 << 20);
+        ds.CreateDisk("b", 1 << 20);
+        var disk = ds.OpenDisk("a");
+        var lease = ds.AcquireLease("b", LeaseMode.SharedRead);
+        Assert.Equal(LeaseMode.Exclusive, VmfsInspector.GetLocks(temp.FilePath).Single(l => l.Resource == "a").Mode);
+        ds.Dispose();
+        Assert.Throws<VmfsException>(() => disk.Write(0, new byte[512], false));
+        disk.Dispose();
+        lease.Dispose();
+
+        Assert.All(VmfsInspector.GetLocks(temp.FilePath), l => Assert.Equal(LeaseMode.Free, l.Mode));
+        Assert.False(Assert.Single(VmfsInspector.GetHosts(temp.FilePath)).Live);
+        // Another host gets both at once, without waiting for anything to go stale.
+        using var other = temp.Join("esx-b");
+        using var again = other.OpenDisk("a");
+        other.DeleteDisk("b");
+    }
 }
