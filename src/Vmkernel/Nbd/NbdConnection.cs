@@ -3,7 +3,9 @@ using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 using Vmk.Vmkernel.Storage;
 
 namespace Vmk.Vmkernel.Nbd;
@@ -37,6 +39,7 @@ internal sealed class NbdConnection
 
     private NbdExport? _export;
     private IBlockDevice? _device;
+    private IFileBackedBlockDevice? _fileBacked;
     private NbdSession? _session;
     private bool _structured;
     private int _freeItemCount;
@@ -95,6 +98,7 @@ internal sealed class NbdConnection
 
             _export = _session.Export;
             _device = _export.Device;
+            _fileBacked = _options.ZeroCopyReads ? _device as IFileBackedBlockDevice : null;
             _structured = _session.StructuredReplies;
             _socket.ReceiveTimeout = 0; // a guest may leave its disk idle for as long as it likes
             NbdLog.ClientAttached(_logger, Peer, _export.Name, _structured, _session.BaseAllocation);
@@ -220,6 +224,11 @@ internal sealed class NbdConnection
             return true;
         }
 
+        if (request.Type == NbdProtocol.CmdRead && TrySendFromFile(request, start))
+        {
+            return true;
+        }
+
         if (!_slots.Wait(0))
         {
             FlushBatch(); // let the client see finished replies while we wait for a free slot
@@ -244,6 +253,27 @@ internal sealed class NbdConnection
         }
 
         ThreadPool.UnsafeQueueUserWorkItem(item, preferLocal: false);
+        return true;
+    }
+
+    /// <summary>
+    /// Queues a read reply whose data goes from the device's file to the socket with sendfile(2), skipping the copy
+    /// into and out of user space. False when the device cannot map the range (the read then takes the normal path).
+    /// </summary>
+    private bool TrySendFromFile(in NbdRequest request, long start)
+    {
+        if (_fileBacked is null || request.Length == 0 ||
+            !_fileBacked.TryMapToFile((long)request.Offset, request.Length, out var file, out long fileOffset))
+        {
+            return false;
+        }
+
+        int header = NbdFraming.ReadReplyHeaderLength(_structured);
+        var buffer = ArrayPool<byte>.Shared.Rent(header);
+        NbdFraming.WriteReadReplyHeader(buffer, _structured, request.Handle, request.Offset, request.Length);
+        RecordStats(request, start, failed: false);
+        FlushBatch();
+        Enqueue(new OutgoingReply(buffer, header, null, file, fileOffset, (int)request.Length));
         return true;
     }
 
@@ -444,7 +474,7 @@ internal sealed class NbdConnection
         }
 
         RecordStats(request, item.StartTimestamp, failed);
-        Enqueue(new OutgoingReply(item.Buffer, item.ReplyLength, item));
+        Enqueue(new OutgoingReply(item.Buffer, item.ReplyLength, item, null, 0, 0));
     }
 
     private void BlockStatus(NbdWorkItem item, IBlockDevice device)
@@ -617,7 +647,7 @@ internal sealed class NbdConnection
         _batchCount = 0;
         _batch = null;
         _batchLength = 0;
-        Enqueue(new OutgoingReply(batch, length, null));
+        Enqueue(new OutgoingReply(batch, length, null, null, 0, 0));
     }
 
     private void Enqueue(OutgoingReply reply)
@@ -649,7 +679,19 @@ internal sealed class NbdConnection
                 {
                     data = data[_socket.Send(data, SocketFlags.None)..];
                 }
+
+                if (reply.File is not null)
+                {
+                    SendFile(reply.File, reply.FileOffset, reply.FileLength);
+                }
             }
+        }
+        catch (IOException ex)
+        {
+            // The header promised data that cannot follow: the protocol's only way out is a hard disconnect.
+            _sendFailed = true;
+            NbdLog.ProtocolViolation(_logger, Peer, ExportName, $"reading the export's file failed after the reply header was sent: {ex.Message}; closing the connection");
+            Abort(_abortReason ?? "read failed mid-reply");
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
@@ -667,6 +709,45 @@ internal sealed class NbdConnection
             {
                 ArrayPool<byte>.Shared.Return(reply.Buffer);
             }
+        }
+    }
+
+    private void SendFile(SafeFileHandle file, long offset, int length)
+    {
+        long end = offset + length;
+        while (offset < end)
+        {
+            long sent = NbdNative.SendFile(_socket.SafeHandle, file, ref offset, (nuint)(end - offset));
+            if (sent > 0)
+            {
+                continue;
+            }
+
+            int errno = sent == 0 ? 0 : Marshal.GetLastPInvokeError();
+            if (errno == NbdNative.EIntr)
+            {
+                continue;
+            }
+
+            if (errno == NbdNative.EAgain)
+            {
+                // The socket is non-blocking underneath: wait for room as a blocking send would, up to the send timeout.
+                if (!_socket.Poll(_options.SendTimeout, SelectMode.SelectWrite))
+                {
+                    throw new SocketException((int)SocketError.TimedOut);
+                }
+
+                continue;
+            }
+
+            if (errno is NbdNative.EPipe or NbdNative.EConnReset)
+            {
+                throw new SocketException((int)SocketError.ConnectionReset);
+            }
+
+            throw new IOException(sent == 0
+                ? $"the export's file ended {end - offset} bytes early"
+                : $"sendfile failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
         }
     }
 
@@ -783,5 +864,6 @@ internal sealed class NbdConnection
         _ => $"command {type}",
     };
 
-    private readonly record struct OutgoingReply(byte[] Buffer, int Length, NbdWorkItem? Item);
+    /// <summary>A reply: <see cref="Length"/> bytes of <see cref="Buffer"/>, then optionally a run of a file.</summary>
+    private readonly record struct OutgoingReply(byte[] Buffer, int Length, NbdWorkItem? Item, SafeFileHandle? File, long FileOffset, int FileLength);
 }

@@ -12,6 +12,12 @@ public sealed record NbdServerOptions
     public int InlineMaxLength { get; init; } = 64 * 1024;
 
     /// <summary>
+    /// Reads that are not served inline go from the device's file to the socket with sendfile(2) when the device is
+    /// an <see cref="Storage.IFileBackedBlockDevice"/> and maps the range: no copy through user space.
+    /// </summary>
+    public bool ZeroCopyReads { get; init; } = true;
+
+    /// <summary>
     /// Inline replies collected before they are sent even if more requests are waiting to be parsed: small values
     /// answer sooner, large ones make fewer system calls.
     /// </summary>

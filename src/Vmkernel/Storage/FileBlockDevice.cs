@@ -8,7 +8,7 @@ namespace Vmk.Vmkernel.Storage;
 /// holes (trim, write-zeroes) and lseek SEEK_DATA/SEEK_HOLE to report allocation. Linux only. The size is fixed at
 /// open; requests outside it are refused, so a client never reaches bytes beyond the disk it was given.
 /// </summary>
-public sealed partial class FileBlockDevice : IBlockDevice
+public sealed partial class FileBlockDevice : IFileBackedBlockDevice
 {
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
@@ -197,6 +197,14 @@ public sealed partial class FileBlockDevice : IBlockDevice
         }
 
         return extents;
+    }
+
+    public bool TryMapToFile(long offset, long length, out SafeFileHandle file, out long fileOffset)
+    {
+        CheckRange(offset, length);
+        file = _handle;
+        fileOffset = offset;
+        return true;
     }
 
     public void Dispose() => _handle.Dispose();
