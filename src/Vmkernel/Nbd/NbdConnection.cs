@@ -15,9 +15,9 @@ namespace Vmk.Vmkernel.Nbd;
 /// protocol, or the export or server goes away.
 /// <para>
 /// Threading: a dedicated reader thread receives, parses and validates requests. Short reads and writes run right
-/// there, against the block device, and their replies are collected in a batch that goes out in one send before
+/// there, against the block device (while it answers at page-cache speed), and their replies are collected in a batch that goes out in one send before
 /// the reader blocks for more input. Everything else (long transfers, FUA, flush, trim, write-zeroes, block status)
-/// is handed to the thread pool, at most <see cref="NbdServerOptions.MaxInFlightPerConnection"/> at a time.
+/// is handed to the server's I/O threads, at most <see cref="NbdServerOptions.MaxInFlightPerConnection"/> at a time.
 /// Replies from all threads go through one queue; whichever thread finds it idle becomes the sender and drains it,
 /// so no reply interleaves with another and no thread waits on a lock to send.
 /// </para>
@@ -31,6 +31,8 @@ internal sealed class NbdConnection
     private readonly Socket _socket;
     private readonly NbdServer _server;
     private readonly NbdServerOptions _options;
+    private readonly NbdWorkerPool _workers;
+    private readonly long _inlineLatencyLimit;
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<OutgoingReply> _outgoing = new();
     private readonly SemaphoreSlim _slots;
@@ -48,14 +50,18 @@ internal sealed class NbdConnection
     private volatile bool _sendFailed;
     private string? _abortReason;
     private int _loggedRequestErrors;
+    private long _shortRequestLatency;
+    private volatile bool _inlineSlowed;
 
     private byte[]? _batch;
     private int _batchLength;
     private int _batchCount;
 
-    public NbdConnection(Socket socket, NbdServer server, NbdServerOptions options, ILogger logger, string peer)
+    public NbdConnection(Socket socket, NbdServer server, NbdWorkerPool workers, NbdServerOptions options, ILogger logger, string peer)
     {
         _socket = socket;
+        _workers = workers;
+        _inlineLatencyLimit = (long)(options.InlineLatencyLimit.TotalSeconds * Stopwatch.Frequency);
         _server = server;
         _options = options;
         _logger = logger;
@@ -195,10 +201,31 @@ internal sealed class NbdConnection
         }
     }
 
-    private bool IsInline(in NbdRequest request) =>
+    private bool IsShort(in NbdRequest request) =>
         (request.Type == NbdProtocol.CmdRead || request.Type == NbdProtocol.CmdWrite) &&
         request.Length <= (uint)_options.InlineMaxLength &&
         !request.Fua;
+
+    private bool IsInline(in NbdRequest request) => !_inlineSlowed && IsShort(request);
+
+    /// <summary>
+    /// Tracks how long the device takes for short requests (moving average over ~8) and turns inline serving off
+    /// while it looks like real disk I/O rather than the page cache, with hysteresis so it does not flap.
+    /// </summary>
+    private void ObserveShortRequest(long deviceTicks)
+    {
+        long average = Volatile.Read(ref _shortRequestLatency);
+        average += (deviceTicks - average) / 8;
+        Volatile.Write(ref _shortRequestLatency, average);
+        if (!_inlineSlowed && average > _inlineLatencyLimit)
+        {
+            _inlineSlowed = true;
+        }
+        else if (_inlineSlowed && average < _inlineLatencyLimit / 2)
+        {
+            _inlineSlowed = false;
+        }
+    }
 
     /// <summary>Validates and runs or dispatches one request whose header is consumed; false ends the connection.</summary>
     private bool Handle(in NbdRequest request, long start, bool inline, NbdReceiveBuffer input)
@@ -252,7 +279,7 @@ internal sealed class NbdConnection
             }
         }
 
-        ThreadPool.UnsafeQueueUserWorkItem(item, preferLocal: false);
+        _workers.Enqueue(item);
         return true;
     }
 
@@ -370,7 +397,9 @@ internal sealed class NbdConnection
                 }
                 else
                 {
+                    long before = Stopwatch.GetTimestamp();
                     _device!.Read((long)request.Offset, reply.Slice(header, length));
+                    ObserveShortRequest(Stopwatch.GetTimestamp() - before);
                     NbdFraming.WriteReadReplyHeader(reply, _structured, request.Handle, request.Offset, request.Length);
                     _batchLength += header + length;
                 }
@@ -387,7 +416,9 @@ internal sealed class NbdConnection
             var reply = _batch.AsSpan(_batchLength);
             try
             {
+                long before = Stopwatch.GetTimestamp();
                 _device!.Write((long)request.Offset, input.Data[..length], forceUnitAccess: false);
+                ObserveShortRequest(Stopwatch.GetTimestamp() - before);
                 _batchLength += WriteSuccess(reply, request.Handle);
             }
             catch (Exception ex) when (IsDeviceError(ex))
@@ -406,7 +437,7 @@ internal sealed class NbdConnection
         }
     }
 
-    /// <summary>Runs a dispatched request on a thread-pool thread and queues its reply.</summary>
+    /// <summary>Runs a dispatched request on an I/O thread and queues its reply.</summary>
     public void Execute(NbdWorkItem item)
     {
         var request = item.Request;
@@ -424,13 +455,25 @@ internal sealed class NbdConnection
                     }
 
                     int header = NbdFraming.ReadReplyHeaderLength(_structured);
+                    long beforeRead = Stopwatch.GetTimestamp();
                     device.Read((long)request.Offset, item.Buffer.AsSpan(header, (int)request.Length));
+                    if (IsShort(request))
+                    {
+                        ObserveShortRequest(Stopwatch.GetTimestamp() - beforeRead);
+                    }
+
                     NbdFraming.WriteReadReplyHeader(item.Buffer, _structured, request.Handle, request.Offset, request.Length);
                     item.ReplyLength = header + (int)request.Length;
                     break;
 
                 case NbdProtocol.CmdWrite:
+                    long beforeWrite = Stopwatch.GetTimestamp();
                     device.Write((long)request.Offset, item.Buffer.AsSpan(0, (int)request.Length), request.Fua);
+                    if (IsShort(request))
+                    {
+                        ObserveShortRequest(Stopwatch.GetTimestamp() - beforeWrite);
+                    }
+
                     SwapToReplyBuffer(item, NbdFraming.MaxErrorChunkLength);
                     item.ReplyLength = WriteSuccess(item.Buffer, request.Handle);
                     break;

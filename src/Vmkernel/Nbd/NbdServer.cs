@@ -19,6 +19,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly List<NbdListener> _listeners = [];
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
+    private readonly NbdWorkerPool _workers;
     private long _connectionSequence;
     private volatile bool _disposed;
 
@@ -27,6 +28,7 @@ public sealed class NbdServer : IAsyncDisposable
         _options = options ?? new NbdServerOptions();
         _options.Validate();
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<NbdServer>();
+        _workers = new NbdWorkerPool(_options.IoThreads);
     }
 
     public IReadOnlyCollection<NbdExport> Exports => [.. _exports.Values.OrderBy(e => e.Name, StringComparer.Ordinal)];
@@ -161,6 +163,7 @@ public sealed class NbdServer : IAsyncDisposable
         }
 
         await Task.WhenAll(connections.Select(c => c.Completion)).ConfigureAwait(false);
+        _workers.Dispose();
     }
 
     internal void StartConnection(Socket socket, string peer)
@@ -172,7 +175,7 @@ public sealed class NbdServer : IAsyncDisposable
             return;
         }
 
-        var connection = new NbdConnection(socket, this, _options, _logger, peer);
+        var connection = new NbdConnection(socket, this, _workers, _options, _logger, peer);
         _connections.TryAdd(connection, 0);
         long id = Interlocked.Increment(ref _connectionSequence);
         var thread = new Thread(() =>

@@ -5,11 +5,20 @@ public sealed record NbdServerOptions
 {
     /// <summary>
     /// READ and WRITE requests up to this length (without FUA) are served on the connection's reader thread and their
-    /// replies batched into one send per received batch of requests; longer ones, FUA, flush, trim, write-zeroes and
-    /// block status go to the thread pool so they overlap with each other and with sending. 0 sends everything to
-    /// the thread pool.
+    /// replies batched into one send per received batch of requests, as long as the device answers them within
+    /// <see cref="InlineLatencyLimit"/> (page-cache speed). Longer ones, FUA, flush, trim, write-zeroes and block
+    /// status, and everything while the device is slow, go to the I/O threads so they overlap. 0 disables inlining.
     /// </summary>
     public int InlineMaxLength { get; init; } = 64 * 1024;
+
+    /// <summary>
+    /// Average device time of a short request above which a connection stops serving requests inline (real disk
+    /// I/O, e.g. O_DIRECT on a VMFS datastore, must run in parallel); below half of it, inlining resumes.
+    /// </summary>
+    public TimeSpan InlineLatencyLimit { get; init; } = TimeSpan.FromMicroseconds(50);
+
+    /// <summary>Threads running dispatched requests, for all connections together (the deepest queue a disk sees).</summary>
+    public int IoThreads { get; init; } = 64;
 
     /// <summary>
     /// Reads that are not served inline go from the device's file to the socket with sendfile(2) when the device is
@@ -23,7 +32,7 @@ public sealed record NbdServerOptions
     /// </summary>
     public int MaxRepliesPerBatch { get; init; } = 64;
 
-    /// <summary>Requests of one connection handed to the thread pool and not yet answered; the reader waits beyond it.</summary>
+    /// <summary>Requests of one connection handed to the I/O threads and not yet answered; the reader waits beyond it.</summary>
     public int MaxInFlightPerConnection { get; init; } = 64;
 
     /// <summary>Connections the server accepts at once (handshaking or transmitting); more are closed on accept.</summary>
@@ -45,7 +54,7 @@ public sealed record NbdServerOptions
             throw new ArgumentOutOfRangeException(nameof(InlineMaxLength), InlineMaxLength, "must be between 0 and 1 MiB");
         }
 
-        if (MaxInFlightPerConnection < 1 || MaxConnections < 1 || MaxRepliesPerBatch < 1)
+        if (MaxInFlightPerConnection < 1 || MaxConnections < 1 || MaxRepliesPerBatch < 1 || IoThreads < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxInFlightPerConnection), "limits must be at least 1");
         }

@@ -3,10 +3,10 @@ using System.Buffers;
 namespace Vmk.Vmkernel.Nbd;
 
 /// <summary>
-/// A request handed to the thread pool. Pooled per connection; its buffer (rented) carries the write payload in and
+/// A request handed to the server's I/O threads. Pooled per connection; its buffer (rented) carries the write payload in and
 /// the reply out, with room in front of read data for the reply header so the reply goes out in one send.
 /// </summary>
-internal sealed class NbdWorkItem : IThreadPoolWorkItem
+internal sealed class NbdWorkItem
 {
     private readonly NbdConnection _connection;
 
