@@ -32,6 +32,7 @@ internal sealed class NbdConnection
     private readonly NbdServer _server;
     private readonly NbdServerOptions _options;
     private readonly NbdWorkerPool _workers;
+    private readonly NbdIoBufferPool _buffers;
     private readonly long _inlineLatencyLimit;
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<OutgoingReply> _outgoing = new();
@@ -57,10 +58,11 @@ internal sealed class NbdConnection
     private int _batchLength;
     private int _batchCount;
 
-    public NbdConnection(Socket socket, NbdServer server, NbdWorkerPool workers, NbdServerOptions options, ILogger logger, string peer)
+    public NbdConnection(Socket socket, NbdServer server, NbdWorkerPool workers, NbdIoBufferPool buffers, NbdServerOptions options, ILogger logger, string peer)
     {
         _socket = socket;
         _workers = workers;
+        _buffers = buffers;
         _inlineLatencyLimit = (long)(options.InlineLatencyLimit.TotalSeconds * Stopwatch.Frequency);
         _server = server;
         _options = options;
@@ -265,18 +267,16 @@ internal sealed class NbdConnection
         var item = RentItem();
         item.Request = request;
         item.StartTimestamp = start;
-        if (request.Type == NbdProtocol.CmdRead)
+        item.Buffer = _buffers.Rent(request.Type switch
         {
-            item.RentBuffer(NbdFraming.ReadReplyHeaderLength(_structured) + (int)request.Length);
-        }
-        else if (request.Type == NbdProtocol.CmdWrite)
+            NbdProtocol.CmdRead or NbdProtocol.CmdWrite => (int)request.Length,
+            NbdProtocol.CmdBlockStatus => 8 * MaxBlockStatusDescriptors,
+            _ => 0,
+        });
+        if (request.Type == NbdProtocol.CmdWrite && !ReceivePayload(input, item.Buffer.Data((int)request.Length)))
         {
-            item.RentBuffer((int)request.Length);
-            if (!ReceivePayload(input, item.Buffer.AsSpan(0, (int)request.Length)))
-            {
-                ReleaseItem(item);
-                return false;
-            }
+            ReleaseItem(item);
+            return false;
         }
 
         _workers.Enqueue(item);
@@ -300,7 +300,7 @@ internal sealed class NbdConnection
         NbdFraming.WriteReadReplyHeader(buffer, _structured, request.Handle, request.Offset, request.Length);
         RecordStats(request, start, failed: false);
         FlushBatch();
-        Enqueue(new OutgoingReply(buffer, header, null, file, fileOffset, (int)request.Length));
+        Enqueue(new OutgoingReply(buffer, null, 0, header, null, file, fileOffset, (int)request.Length));
         return true;
     }
 
@@ -442,6 +442,9 @@ internal sealed class NbdConnection
     {
         var request = item.Request;
         var device = _device!;
+        var buffer = item.Buffer!;
+        var small = buffer.Span(0, NbdIoBuffer.HeadRoom); // room for any reply without data
+        item.ReplyOffset = 0;
         bool failed = false;
         try
         {
@@ -450,38 +453,37 @@ internal sealed class NbdConnection
                 case NbdProtocol.CmdRead:
                     if (request.Length == 0)
                     {
-                        item.ReplyLength = WriteSuccess(item.Buffer, request.Handle);
+                        item.ReplyLength = WriteSuccess(small, request.Handle);
                         break;
                     }
 
                     int header = NbdFraming.ReadReplyHeaderLength(_structured);
                     long beforeRead = Stopwatch.GetTimestamp();
-                    device.Read((long)request.Offset, item.Buffer.AsSpan(header, (int)request.Length));
+                    device.Read((long)request.Offset, buffer.Data((int)request.Length));
                     if (IsShort(request))
                     {
                         ObserveShortRequest(Stopwatch.GetTimestamp() - beforeRead);
                     }
 
-                    NbdFraming.WriteReadReplyHeader(item.Buffer, _structured, request.Handle, request.Offset, request.Length);
+                    item.ReplyOffset = NbdIoBuffer.HeadRoom - header;
+                    NbdFraming.WriteReadReplyHeader(buffer.Span(item.ReplyOffset, header), _structured, request.Handle, request.Offset, request.Length);
                     item.ReplyLength = header + (int)request.Length;
                     break;
 
                 case NbdProtocol.CmdWrite:
                     long beforeWrite = Stopwatch.GetTimestamp();
-                    device.Write((long)request.Offset, item.Buffer.AsSpan(0, (int)request.Length), request.Fua);
+                    device.Write((long)request.Offset, buffer.Data((int)request.Length), request.Fua);
                     if (IsShort(request))
                     {
                         ObserveShortRequest(Stopwatch.GetTimestamp() - beforeWrite);
                     }
 
-                    SwapToReplyBuffer(item, NbdFraming.MaxErrorChunkLength);
-                    item.ReplyLength = WriteSuccess(item.Buffer, request.Handle);
+                    item.ReplyLength = WriteSuccess(small, request.Handle);
                     break;
 
                 case NbdProtocol.CmdFlush:
                     device.Flush();
-                    SwapToReplyBuffer(item, NbdFraming.MaxErrorChunkLength);
-                    item.ReplyLength = WriteSuccess(item.Buffer, request.Handle);
+                    item.ReplyLength = WriteSuccess(small, request.Handle);
                     break;
 
                 case NbdProtocol.CmdTrim:
@@ -500,8 +502,7 @@ internal sealed class NbdConnection
                         device.Flush();
                     }
 
-                    SwapToReplyBuffer(item, NbdFraming.MaxErrorChunkLength);
-                    item.ReplyLength = WriteSuccess(item.Buffer, request.Handle);
+                    item.ReplyLength = WriteSuccess(small, request.Handle);
                     break;
 
                 case NbdProtocol.CmdBlockStatus:
@@ -512,12 +513,12 @@ internal sealed class NbdConnection
         catch (Exception ex) when (IsDeviceError(ex))
         {
             failed = true;
-            SwapToReplyBuffer(item, NbdFraming.MaxErrorChunkLength);
-            item.ReplyLength = WriteDeviceError(item.Buffer, request, ex);
+            item.ReplyOffset = 0;
+            item.ReplyLength = WriteDeviceError(small, request, ex);
         }
 
         RecordStats(request, item.StartTimestamp, failed);
-        Enqueue(new OutgoingReply(item.Buffer, item.ReplyLength, item, null, 0, 0));
+        Enqueue(new OutgoingReply(null, buffer, item.ReplyOffset, item.ReplyLength, item, null, 0, 0));
     }
 
     private void BlockStatus(NbdWorkItem item, IBlockDevice device)
@@ -525,8 +526,8 @@ internal sealed class NbdConnection
         var request = item.Request;
         var extents = device.GetExtents((long)request.Offset, request.Length);
         int maxDescriptors = (request.Flags & NbdProtocol.CmdFlagReqOne) != 0 ? 1 : MaxBlockStatusDescriptors;
-        SwapToReplyBuffer(item, NbdProtocol.StructuredReplyHeaderLength + 4 + (8 * maxDescriptors));
-        var descriptors = item.Buffer.AsSpan(NbdProtocol.StructuredReplyHeaderLength + 4);
+        var reply = item.Buffer!.Span(0, NbdProtocol.StructuredReplyHeaderLength + 4 + (8 * maxDescriptors));
+        var descriptors = reply[(NbdProtocol.StructuredReplyHeaderLength + 4)..];
         int count = 0;
         ulong covered = 0;
         foreach (var extent in extents)
@@ -580,19 +581,9 @@ internal sealed class NbdConnection
         }
 
         uint payload = (uint)(4 + (8 * count));
-        NbdFraming.WriteStructuredHeader(item.Buffer, NbdProtocol.ReplyFlagDone, NbdProtocol.ReplyTypeBlockStatus, request.Handle, payload);
-        BinaryPrimitives.WriteUInt32BigEndian(item.Buffer.AsSpan(NbdProtocol.StructuredReplyHeaderLength), NbdProtocol.BaseAllocationContextId);
+        NbdFraming.WriteStructuredHeader(reply, NbdProtocol.ReplyFlagDone, NbdProtocol.ReplyTypeBlockStatus, request.Handle, payload);
+        BinaryPrimitives.WriteUInt32BigEndian(reply[NbdProtocol.StructuredReplyHeaderLength..], NbdProtocol.BaseAllocationContextId);
         item.ReplyLength = NbdProtocol.StructuredReplyHeaderLength + (int)payload;
-    }
-
-    /// <summary>Makes sure the item's buffer can hold a reply of <paramref name="length"/> bytes (write payloads are done with).</summary>
-    private static void SwapToReplyBuffer(NbdWorkItem item, int length)
-    {
-        if (item.Buffer.Length < length)
-        {
-            item.ReturnBuffer();
-            item.RentBuffer(length);
-        }
     }
 
     private int WriteSuccess(Span<byte> destination, ulong handle)
@@ -690,7 +681,7 @@ internal sealed class NbdConnection
         _batchCount = 0;
         _batch = null;
         _batchLength = 0;
-        Enqueue(new OutgoingReply(batch, length, null, null, 0, 0));
+        Enqueue(new OutgoingReply(batch, null, 0, length, null, null, 0, 0));
     }
 
     private void Enqueue(OutgoingReply reply)
@@ -717,7 +708,7 @@ internal sealed class NbdConnection
         {
             if (!_sendFailed)
             {
-                var data = reply.Buffer.AsSpan(0, reply.Length);
+                var data = reply.Array is { } array ? array.AsSpan(reply.Offset, reply.Length) : reply.Native!.Span(reply.Offset, reply.Length);
                 while (!data.IsEmpty)
                 {
                     data = data[_socket.Send(data, SocketFlags.None)..];
@@ -750,7 +741,7 @@ internal sealed class NbdConnection
             }
             else
             {
-                ArrayPool<byte>.Shared.Return(reply.Buffer);
+                ArrayPool<byte>.Shared.Return(reply.Array!);
             }
         }
     }
@@ -811,7 +802,12 @@ internal sealed class NbdConnection
 
     private void ReleaseItem(NbdWorkItem item)
     {
-        item.ReturnBuffer();
+        if (item.Buffer is { } buffer)
+        {
+            item.Buffer = null;
+            _buffers.Return(buffer);
+        }
+
         lock (_freeItems)
         {
             if (_freeItemCount < _freeItems.Length)
@@ -907,6 +903,7 @@ internal sealed class NbdConnection
         _ => $"command {type}",
     };
 
-    /// <summary>A reply: <see cref="Length"/> bytes of <see cref="Buffer"/>, then optionally a run of a file.</summary>
-    private readonly record struct OutgoingReply(byte[] Buffer, int Length, NbdWorkItem? Item, SafeFileHandle? File, long FileOffset, int FileLength);
+    /// <summary>A reply: bytes of a managed or a native buffer, then optionally a run of a file.</summary>
+    private readonly record struct OutgoingReply(
+        byte[]? Array, NbdIoBuffer? Native, int Offset, int Length, NbdWorkItem? Item, SafeFileHandle? File, long FileOffset, int FileLength);
 }

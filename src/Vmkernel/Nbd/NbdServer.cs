@@ -20,6 +20,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
     private readonly NbdWorkerPool _workers;
+    private readonly NbdIoBufferPool _buffers = new();
     private long _connectionSequence;
     private volatile bool _disposed;
 
@@ -164,6 +165,7 @@ public sealed class NbdServer : IAsyncDisposable
 
         await Task.WhenAll(connections.Select(c => c.Completion)).ConfigureAwait(false);
         _workers.Dispose();
+        _buffers.Dispose();
     }
 
     internal void StartConnection(Socket socket, string peer)
@@ -175,7 +177,7 @@ public sealed class NbdServer : IAsyncDisposable
             return;
         }
 
-        var connection = new NbdConnection(socket, this, _workers, _options, _logger, peer);
+        var connection = new NbdConnection(socket, this, _workers, _buffers, _options, _logger, peer);
         _connections.TryAdd(connection, 0);
         long id = Interlocked.Increment(ref _connectionSequence);
         var thread = new Thread(() =>

@@ -1,10 +1,9 @@
-using System.Buffers;
-
 namespace Vmk.Vmkernel.Nbd;
 
 /// <summary>
-/// A request handed to the server's I/O threads. Pooled per connection; its buffer (rented) carries the write payload in and
-/// the reply out, with room in front of read data for the reply header so the reply goes out in one send.
+/// A request handed to the server's I/O threads. Pooled per connection; its buffer carries the write payload in
+/// (at <see cref="NbdIoBuffer.HeadRoom"/>, page-aligned) and the reply out: read data stays where it was read, with
+/// the reply header just in front, so a reply always leaves in one send from one place.
 /// </summary>
 internal sealed class NbdWorkItem
 {
@@ -16,22 +15,12 @@ internal sealed class NbdWorkItem
 
     public long StartTimestamp { get; set; }
 
-    /// <summary>Rented buffer, or empty between uses.</summary>
-    public byte[] Buffer { get; private set; } = [];
+    public NbdIoBuffer? Buffer { get; set; }
 
-    /// <summary>Bytes of <see cref="Buffer"/> that make up the reply once the request is done.</summary>
+    /// <summary>Where in <see cref="Buffer"/> the reply starts, and how long it is.</summary>
+    public int ReplyOffset { get; set; }
+
     public int ReplyLength { get; set; }
-
-    public void RentBuffer(int length) => Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 256));
-
-    public void ReturnBuffer()
-    {
-        if (Buffer.Length > 0)
-        {
-            ArrayPool<byte>.Shared.Return(Buffer);
-            Buffer = [];
-        }
-    }
 
     public void Execute() => _connection.Execute(this);
 }
