@@ -15,11 +15,13 @@ namespace Vmk.Vmkernel.Nbd;
 /// protocol, or the export or server goes away.
 /// <para>
 /// Threading: a dedicated reader thread receives, parses and validates requests. Short reads and writes run right
-/// there, against the block device (while it answers at page-cache speed), and their replies are collected in a batch that goes out in one send before
-/// the reader blocks for more input. Everything else (long transfers, FUA, flush, trim, write-zeroes, block status)
-/// is handed to the server's I/O threads, at most <see cref="NbdServerOptions.MaxInFlightPerConnection"/> at a time.
-/// Replies from all threads go through one queue; whichever thread finds it idle becomes the sender and drains it,
-/// so no reply interleaves with another and no thread waits on a lock to send.
+/// there, against the block device, while it answers at page-cache speed; their replies are collected in a batch
+/// that goes out in one send before the reader blocks for more input. Longer reads from a file-backed device are
+/// queued as sendfile replies (no copy). Everything else (long transfers, FUA, flush, trim, write-zeroes, block
+/// status, and all I/O while the device is slow) goes to the server's I/O threads, at most
+/// <see cref="NbdServerOptions.MaxInFlightPerConnection"/> at a time. Replies from all threads go through one
+/// queue; whichever thread finds it idle becomes the sender and drains it, so no reply interleaves with another
+/// and no thread waits on a lock to send.
 /// </para>
 /// </summary>
 internal sealed class NbdConnection

@@ -28,7 +28,7 @@ public sealed class NbdQemuClientTests : IAsyncLifetime
     {
         var path = _nbd.AddSparseExport("disk0", 16L << 20);
 
-        // Small (served inline), large (thread pool), FUA, unaligned, and a read of a never-written hole.
+        // Small (served inline), large (I/O threads, sendfile), FUA, unaligned, and a read of a never-written hole.
         var output = await ToolRunner.RunCheckedAsync("qemu-io", "-f", "raw",
             "-c", "write -P 0xab 0 1M",
             "-c", "write -P 0x5c 4M 64k",

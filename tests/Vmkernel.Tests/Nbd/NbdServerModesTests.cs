@@ -3,10 +3,10 @@ using Vmk.Vmkernel.Nbd;
 
 namespace Vmk.Vmkernel.Tests.Nbd;
 
-/// <summary>The same client workload through every serving path: inline, thread pool, copy and sendfile reads.</summary>
+/// <summary>The same client workload through every serving path: inline, I/O threads, copy and sendfile reads.</summary>
 public sealed class NbdServerModesTests
 {
-    public static TheoryData<string> Modes => ["default", "no-zero-copy", "all-on-thread-pool", "tiny-batches"];
+    public static TheoryData<string> Modes => ["default", "no-zero-copy", "all-on-io-threads", "tiny-batches"];
 
     [Theory]
     [MemberData(nameof(Modes))]
@@ -15,7 +15,7 @@ public sealed class NbdServerModesTests
         var options = mode switch
         {
             "no-zero-copy" => new NbdServerOptions { ZeroCopyReads = false },
-            "all-on-thread-pool" => new NbdServerOptions { InlineMaxLength = 0 },
+            "all-on-io-threads" => new NbdServerOptions { InlineMaxLength = 0 },
             "tiny-batches" => new NbdServerOptions { MaxRepliesPerBatch = 1 },
             _ => new NbdServerOptions(),
         };
