@@ -30,6 +30,9 @@ internal sealed class NbdConnection
     private const int BatchSize = 256 * 1024;
     private const int MaxBlockStatusDescriptors = 1024;
 
+    /// <summary>Reply bytes a connection may have waiting to be sent; the reader stops taking requests beyond it.</summary>
+    private const long MaxQueuedReplyBytes = 64L << 20;
+
     private readonly Socket _socket;
     private readonly NbdServer _server;
     private readonly NbdServerOptions _options;
@@ -49,6 +52,8 @@ internal sealed class NbdConnection
     private bool _structured;
     private int _freeItemCount;
     private int _pendingReplies;
+    private long _queuedReplyBytes;
+    private readonly ManualResetEventSlim _sendProgress = new(false);
     private int _closed;
     private volatile bool _sendFailed;
     private string? _abortReason;
@@ -243,7 +248,7 @@ internal sealed class NbdConnection
             }
 
             LogRequestError(request, error, problem);
-            Reserve(NbdFraming.MaxErrorChunkLength);
+            ReserveBatch(NbdFraming.MaxErrorChunkLength);
             _batchLength += WriteError(_batch.AsSpan(_batchLength), request.Handle, error, problem);
             RecordStats(request, start, failed: true);
             return true;
@@ -269,6 +274,8 @@ internal sealed class NbdConnection
         var item = RentItem();
         item.Request = request;
         item.StartTimestamp = start;
+        item.ReplyCost = request.Type == NbdProtocol.CmdRead ? request.Length + 64L : 64L;
+        Reserve(item.ReplyCost);
         item.Buffer = _buffers.Rent(request.Type switch
         {
             NbdProtocol.CmdRead or NbdProtocol.CmdWrite => (int)request.Length,
@@ -302,7 +309,9 @@ internal sealed class NbdConnection
         NbdFraming.WriteReadReplyHeader(buffer, _structured, request.Handle, request.Offset, request.Length);
         RecordStats(request, start, failed: false);
         FlushBatch();
-        Enqueue(new OutgoingReply(buffer, null, 0, header, null, file, fileOffset, (int)request.Length));
+        long cost = header + (long)request.Length;
+        Reserve(cost);
+        Enqueue(new OutgoingReply(buffer, null, 0, header, null, file, fileOffset, (int)request.Length, cost));
         return true;
     }
 
@@ -389,7 +398,7 @@ internal sealed class NbdConnection
         if (request.Type == NbdProtocol.CmdRead)
         {
             int header = length == 0 ? 0 : NbdFraming.ReadReplyHeaderLength(_structured);
-            Reserve(Math.Max(header + length, NbdFraming.MaxErrorChunkLength));
+            ReserveBatch(Math.Max(header + length, NbdFraming.MaxErrorChunkLength));
             var reply = _batch.AsSpan(_batchLength);
             try
             {
@@ -414,7 +423,7 @@ internal sealed class NbdConnection
         }
         else
         {
-            Reserve(NbdFraming.MaxErrorChunkLength);
+            ReserveBatch(NbdFraming.MaxErrorChunkLength);
             var reply = _batch.AsSpan(_batchLength);
             try
             {
@@ -520,7 +529,7 @@ internal sealed class NbdConnection
         }
 
         RecordStats(request, item.StartTimestamp, failed);
-        Enqueue(new OutgoingReply(null, buffer, item.ReplyOffset, item.ReplyLength, item, null, 0, 0));
+        Enqueue(new OutgoingReply(null, buffer, item.ReplyOffset, item.ReplyLength, item, null, 0, 0, item.ReplyCost));
     }
 
     private void BlockStatus(NbdWorkItem item, IBlockDevice device)
@@ -654,7 +663,7 @@ internal sealed class NbdConnection
 
     /// <summary>Makes room for <paramref name="length"/> more bytes in the batch, sending it first if it is too full.</summary>
     [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(_batch))]
-    private void Reserve(int length)
+    private void ReserveBatch(int length)
     {
         if (_batch is not null && _batch.Length - _batchLength >= length)
         {
@@ -664,6 +673,27 @@ internal sealed class NbdConnection
         FlushBatch();
         _batch = ArrayPool<byte>.Shared.Rent(Math.Max(BatchSize, length));
         _batchLength = 0;
+    }
+
+    /// <summary>
+    /// Counts <paramref name="bytes"/> of reply against the connection's budget, first waiting (reader thread) while
+    /// the budget is spent: a client that sends requests but does not read replies is slowed to its own pace
+    /// instead of making the server buffer without limit. Gives up waiting once sending has failed.
+    /// </summary>
+    private void Reserve(long bytes)
+    {
+        while (Volatile.Read(ref _queuedReplyBytes) > MaxQueuedReplyBytes && !_sendFailed)
+        {
+            _sendProgress.Reset();
+            if (Volatile.Read(ref _queuedReplyBytes) <= MaxQueuedReplyBytes)
+            {
+                break;
+            }
+
+            _sendProgress.Wait(TimeSpan.FromSeconds(1));
+        }
+
+        Interlocked.Add(ref _queuedReplyBytes, bytes);
     }
 
     private void FlushBatch()
@@ -683,7 +713,8 @@ internal sealed class NbdConnection
         _batchCount = 0;
         _batch = null;
         _batchLength = 0;
-        Enqueue(new OutgoingReply(batch, null, 0, length, null, null, 0, 0));
+        Reserve(length);
+        Enqueue(new OutgoingReply(batch, null, 0, length, null, null, 0, 0, length));
     }
 
     private void Enqueue(OutgoingReply reply)
@@ -737,6 +768,11 @@ internal sealed class NbdConnection
         }
         finally
         {
+            if (Interlocked.Add(ref _queuedReplyBytes, -reply.Cost) <= MaxQueuedReplyBytes)
+            {
+                _sendProgress.Set();
+            }
+
             if (reply.Item is { } item)
             {
                 ReleaseItem(item);
@@ -888,6 +924,8 @@ internal sealed class NbdConnection
             _batch = null;
         }
 
+        // A thread may still be draining the last replies (inline batches, sendfile replies hold no slot).
+        SpinWait.SpinUntil(() => Volatile.Read(ref _pendingReplies) == 0, _options.SendTimeout + TimeSpan.FromSeconds(1));
         _socket.Dispose();
         _export?.Detach(this);
         _completion.TrySetResult();
@@ -907,5 +945,5 @@ internal sealed class NbdConnection
 
     /// <summary>A reply: bytes of a managed or a native buffer, then optionally a run of a file.</summary>
     private readonly record struct OutgoingReply(
-        byte[]? Array, NbdIoBuffer? Native, int Offset, int Length, NbdWorkItem? Item, SafeFileHandle? File, long FileOffset, int FileLength);
+        byte[]? Array, NbdIoBuffer? Native, int Offset, int Length, NbdWorkItem? Item, SafeFileHandle? File, long FileOffset, int FileLength, long Cost);
 }

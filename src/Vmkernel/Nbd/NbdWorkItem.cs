@@ -22,5 +22,8 @@ internal sealed class NbdWorkItem
 
     public int ReplyLength { get; set; }
 
+    /// <summary>Reply bytes reserved against the connection's send budget when the request was dispatched.</summary>
+    public long ReplyCost { get; set; }
+
     public void Execute() => _connection.Execute(this);
 }

@@ -329,6 +329,44 @@ public sealed class NbdProtocolEdgeCaseTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_client_that_stops_reading_replies_is_slowed_down_not_buffered_without_limit()
+    {
+        // Copying reads (no sendfile) run on the I/O threads and buffer their data until sent: the case to bound.
+        await using var nbd = new NbdTestServer(new Vmk.Vmkernel.Nbd.NbdServerOptions { ZeroCopyReads = false });
+        var path = nbd.AddRandomExport("big", 64 << 20);
+        var content = await File.ReadAllBytesAsync(path);
+        using var client = RawNbdClient.Connect(nbd.SocketPath);
+        client.Go("big");
+        const int count = 40, size = 16 << 20; // 640 MiB of replies; the per-connection reply budget is 64 MiB
+        var sender = Task.Run(() =>
+        {
+            for (int i = 0; i < count; i++)
+            {
+                client.SendRequest(0, (ulong)i, (ulong)(i % 4) * size, size);
+            }
+        });
+
+        // While nothing is read the server must stop taking requests once its budget is spent.
+        var export = nbd.Server.FindExport("big")!;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(3);
+        while (DateTime.UtcNow < deadline)
+        {
+            Assert.True(export.GetSnapshot().Read.Operations <= 8, $"server read {export.GetSnapshot().Read.Operations} x 16 MiB that nobody took");
+            await Task.Delay(50);
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            var (error, handle) = client.ReadSimpleReply();
+            Assert.Equal(0u, error);
+            Assert.Equal(content.AsSpan((int)(handle % 4) * size, size).ToArray(), client.Receive(size));
+        }
+
+        await sender;
+        Assert.Equal(count, export.GetSnapshot().Read.Operations);
+    }
+
+    [Fact]
     public async Task Counters_count_each_kind_of_operation_separately()
     {
         using (var client = RawNbdClient.Connect(_nbd.SocketPath))
