@@ -91,6 +91,7 @@ public sealed class ApiServerHost : IAsyncDisposable
             var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = options.DataDirectory });
             builder.Services.AddSingleton(loggerFactory);
             builder.Services.AddLogging();
+            builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, EmbeddedHostLifetime>();
             builder.WebHost.UseKestrelCore().UseKestrelHttpsConfiguration();
             builder.WebHost.ConfigureKestrel(k =>
             {

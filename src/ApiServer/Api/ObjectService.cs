@@ -105,7 +105,7 @@ public sealed class ObjectService
             var b64 = token.Replace('-', '+').Replace('_', '/');
             b64 = b64.PadRight(b64.Length + ((4 - (b64.Length % 4)) % 4), '=');
             var node = JsonNode.Parse(Convert.FromBase64String(b64));
-            return node?["start"]?.GetValue<string>() ?? throw new FormatException();
+            return JsonKinds.GetString(node?["start"]) ?? throw new FormatException("no start key");
         }
         catch (Exception e) when (e is FormatException or JsonException or InvalidOperationException)
         {
@@ -164,7 +164,7 @@ public sealed class ObjectService
             }
             if (def.HasGeneration)
             {
-                meta["generation"] = 1;
+                meta["generation"] = 1L;
             }
             else
             {
@@ -379,7 +379,7 @@ public sealed class ObjectService
 
         if (def.HasGeneration && SpecChanged(def, oldObj, obj))
         {
-            meta["generation"] = (oldMeta["generation"]?.GetValue<long>() ?? 0) + 1;
+            meta["generation"] = (JsonKinds.GetLong(oldMeta["generation"]) ?? 0) + 1;
         }
 
         if (JsonNode.DeepEquals(obj, oldObj))
@@ -456,7 +456,7 @@ public sealed class ObjectService
                 if (meta["deletionTimestamp"] is null)
                 {
                     meta["deletionTimestamp"] = Now();
-                    meta["deletionGracePeriodSeconds"] = 0;
+                    meta["deletionGracePeriodSeconds"] = 0L;
                 }
                 if (def.Kind == "Namespace" && def.Group.Length == 0 && obj["status"] is JsonObject status)
                 {

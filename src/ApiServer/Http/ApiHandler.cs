@@ -389,9 +389,9 @@ public sealed class ApiHandler
             {
                 policy = "Orphan";
             }
-            uid = body?["preconditions"]?["uid"]?.GetValue<string>();
-            rv = body?["preconditions"]?["resourceVersion"]?.GetValue<string>();
-            if (body?["dryRun"] is JsonArray d && d.Any(x => x?.GetValue<string>() == "All"))
+            uid = Schema.JsonKinds.GetString(body?["preconditions"]?["uid"]);
+            rv = Schema.JsonKinds.GetString(body?["preconditions"]?["resourceVersion"]);
+            if (body?["dryRun"] is JsonArray d && d.Any(x => Schema.JsonKinds.GetString(x) == "All"))
             {
                 dryRun = true;
             }
@@ -437,6 +437,11 @@ public sealed class ApiHandler
     private static JsonNode? ParseBody(string text, string? contentType)
     {
         var type = (contentType ?? "application/json").Split(';')[0].Trim().ToLowerInvariant();
+        if (type is not ("application/json" or "application/yaml" or "application/x-yaml" or "text/yaml" or "" or "*/*" or "text/plain"))
+        {
+            // kubectl's typed create commands send protobuf; only JSON and YAML bodies are understood here.
+            throw ApiException.UnsupportedMediaType($"the body of the request was in an unknown format ({type}) - accepted media types include: application/json, application/yaml");
+        }
         try
         {
             return type is "application/yaml" or "application/x-yaml" or "text/yaml"

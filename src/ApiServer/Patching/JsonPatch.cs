@@ -20,7 +20,7 @@ public static class JsonPatch
             {
                 throw ApiException.BadRequest($"json patch operation {i} has no \"op\"");
             }
-            var path = op["path"]?.GetValue<string>() ?? throw ApiException.BadRequest($"json patch operation {i} ({name}) has no \"path\"");
+            var path = Schema.JsonKinds.GetString(op["path"]) ?? throw ApiException.BadRequest($"json patch operation {i} ({name}) has no \"path\"");
             try
             {
                 switch (name)
@@ -36,12 +36,12 @@ public static class JsonPatch
                         doc = Add(doc, path, Value(op, i));
                         break;
                     case "move":
-                        var from = op["from"]?.GetValue<string>() ?? throw ApiException.BadRequest($"json patch operation {i} (move) has no \"from\"");
+                        var from = Schema.JsonKinds.GetString(op["from"]) ?? throw ApiException.BadRequest($"json patch operation {i} (move) has no \"from\"");
                         doc = Remove(doc, from, out var moved);
                         doc = Add(doc, path, moved);
                         break;
                     case "copy":
-                        var source = op["from"]?.GetValue<string>() ?? throw ApiException.BadRequest($"json patch operation {i} (copy) has no \"from\"");
+                        var source = Schema.JsonKinds.GetString(op["from"]) ?? throw ApiException.BadRequest($"json patch operation {i} (copy) has no \"from\"");
                         doc = Add(doc, path, Get(doc, source)?.DeepClone());
                         break;
                     case "test":

@@ -16,7 +16,7 @@ public static class StrategicMergePatch
         {
             return patch?.DeepClone();
         }
-        if (patchObj["$patch"]?.GetValue<string>() is { } directive)
+        if (Schema.JsonKinds.GetString(patchObj["$patch"]) is { } directive)
         {
             if (directive == "delete")
             {
@@ -62,11 +62,11 @@ public static class StrategicMergePatch
                 var merged = (JsonArray)current.DeepClone();
                 foreach (var r in refs)
                 {
-                    var uid = r?["uid"]?.GetValue<string>();
-                    var at = merged.Select((m, i) => (m, i)).FirstOrDefault(x => x.m?["uid"]?.GetValue<string>() == uid);
+                    var uid = Schema.JsonKinds.GetString(r?["uid"]);
+                    var at = merged.Select((m, i) => (m, i)).FirstOrDefault(x => Schema.JsonKinds.GetString(x.m?["uid"]) == uid);
                     if (at.m is not null)
                     {
-                        if (r?["$patch"]?.GetValue<string>() == "delete")
+                        if (Schema.JsonKinds.GetString(r?["$patch"]) == "delete")
                         {
                             merged.RemoveAt(at.i);
                         }
@@ -75,7 +75,7 @@ public static class StrategicMergePatch
                             merged[at.i] = StripDirectives(r?.DeepClone());
                         }
                     }
-                    else if (r?["$patch"]?.GetValue<string>() != "delete")
+                    else if (Schema.JsonKinds.GetString(r?["$patch"]) != "delete")
                     {
                         merged.Add(StripDirectives(r?.DeepClone()));
                     }

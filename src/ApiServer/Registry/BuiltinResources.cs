@@ -89,7 +89,7 @@ public static class BuiltinResources
         Col("Last Seen", "date", "", o => o["lastTimestamp"]?.DeepClone() ?? o["eventTime"]?.DeepClone() ?? o["metadata"]?["creationTimestamp"]?.DeepClone()),
         Col("Type", "string", "", o => o["type"]?.DeepClone()),
         Col("Reason", "string", "", o => o["reason"]?.DeepClone()),
-        Col("Object", "string", "", o => JsonValue.Create($"{(o["involvedObject"]?["kind"]?.GetValue<string>() ?? "").ToLowerInvariant()}/{o["involvedObject"]?["name"]?.GetValue<string>()}")),
+        Col("Object", "string", "", o => JsonValue.Create($"{(JsonKinds.GetString(o["involvedObject"]?["kind"]) ?? "").ToLowerInvariant()}/{JsonKinds.GetString(o["involvedObject"]?["name"])}")),
         Col("Message", "string", "", o => o["message"]?.DeepClone()),
     ];
 
@@ -154,7 +154,7 @@ public static class BuiltinResources
                 }
             }
         }
-        if (old?["immutable"] is JsonValue imm && imm.GetValue<bool>()
+        if (old is not null && JsonKinds.IsTrue(old["immutable"])
             && (!JsonNode.DeepEquals(old["data"], cm["data"]) || !JsonNode.DeepEquals(old["binaryData"], cm["binaryData"])))
         {
             errors.Add(FieldError.Forbidden("data", "field is immutable when `immutable` is set"));

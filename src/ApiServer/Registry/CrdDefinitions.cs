@@ -64,7 +64,7 @@ public static partial class CrdDefinitions
             {
                 errors.Add(FieldError.Required(path + ".name"));
             }
-            if (v?["storage"] is JsonValue s && s.GetValue<bool>())
+            if (JsonKinds.IsTrue(v?["storage"]))
             {
                 storageCount++;
             }
@@ -117,7 +117,7 @@ public static partial class CrdDefinitions
             meta["finalizers"] = finalizers;
         }
         var spec = (JsonObject)crd["spec"]!;
-        var storage = ((JsonArray)spec["versions"]!).OfType<JsonObject>().First(v => v["storage"] is JsonValue s && s.GetValue<bool>())["name"]!.GetValue<string>();
+        var storage = ((JsonArray)spec["versions"]!).OfType<JsonObject>().First(v => JsonKinds.IsTrue(v["storage"]))["name"]!.GetValue<string>();
         var stored = old?["status"]?["storedVersions"] as JsonArray;
         var storedVersions = stored?.Select(v => JsonKinds.GetString(v)).OfType<string>().ToList() ?? [];
         if (!storedVersions.Contains(storage))
@@ -145,13 +145,13 @@ public static partial class CrdDefinitions
         var plural = names["plural"]!.GetValue<string>();
         var kind = names["kind"]!.GetValue<string>();
         var singular = JsonKinds.GetString(names["singular"]) ?? kind.ToLowerInvariant();
-        var shortNames = (names["shortNames"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToList() ?? [];
-        var categories = (names["categories"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToList() ?? [];
+        var shortNames = (names["shortNames"] as JsonArray)?.Select(JsonKinds.GetString).OfType<string>().ToList() ?? [];
+        var categories = (names["categories"] as JsonArray)?.Select(JsonKinds.GetString).OfType<string>().ToList() ?? [];
         var crdName = crd["metadata"]!["name"]!.GetValue<string>();
         var result = new List<ResourceDefinition>();
         foreach (var v in ((JsonArray)spec["versions"]!).OfType<JsonObject>())
         {
-            if (v["served"] is JsonValue served && !served.GetValue<bool>())
+            if (JsonKinds.IsFalse(v["served"]))
             {
                 continue;
             }
@@ -187,11 +187,11 @@ public static partial class CrdDefinitions
             foreach (var c in cols.OfType<JsonObject>())
             {
                 columns.Add(PrinterColumn.FromJsonPath(
-                    c["name"]?.GetValue<string>() ?? "",
-                    c["type"]?.GetValue<string>() ?? "string",
-                    c["format"]?.GetValue<string>() ?? "",
-                    c["description"]?.GetValue<string>() ?? "",
-                    (int)(c["priority"]?.GetValue<long>() ?? 0),
+                    JsonKinds.GetString(c["name"]) ?? "",
+                    JsonKinds.GetString(c["type"]) ?? "string",
+                    JsonKinds.GetString(c["format"]) ?? "",
+                    JsonKinds.GetString(c["description"]) ?? "",
+                    (int)(JsonKinds.GetLong(c["priority"]) ?? 0),
                     c["jsonPath"]!.GetValue<string>()));
             }
         }

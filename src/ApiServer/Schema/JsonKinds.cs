@@ -58,5 +58,11 @@ public static class JsonKinds
     public static string? GetString(JsonNode? node)
         => node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
 
+    public static bool IsTrue(JsonNode? node) => Kind(node) == JsonValueKind.True;
+
+    public static bool IsFalse(JsonNode? node) => Kind(node) == JsonValueKind.False;
+
+    public static long? GetLong(JsonNode? node) => TryGetNumber(node, out var d) ? (long)d : null;
+
     public static bool DeepEquals(JsonNode? a, JsonNode? b) => JsonNode.DeepEquals(a, b);
 }

@@ -103,7 +103,7 @@ public sealed class SchemaNode
             Items = json["items"] is JsonObject items ? Parse(items) : null,
             AdditionalProperties = additional,
             AdditionalPropertiesAllowed = additionalAllowed,
-            Required = json["required"] is JsonArray req ? req.Select(r => r?.GetValue<string>() ?? "").ToList() : [],
+            Required = json["required"] is JsonArray req ? req.Select(JsonKinds.GetString).OfType<string>().ToList() : [],
             Enum = json["enum"] is JsonArray en ? en.Select(e => e?.DeepClone()).ToList() : null,
             Minimum = Num(json, "minimum"),
             Maximum = Num(json, "maximum"),
@@ -122,7 +122,7 @@ public sealed class SchemaNode
             IntOrString = Bool(json, "x-kubernetes-int-or-string"),
             EmbeddedResource = Bool(json, "x-kubernetes-embedded-resource"),
             ListType = Str(json, "x-kubernetes-list-type"),
-            ListMapKeys = json["x-kubernetes-list-map-keys"] is JsonArray keys ? keys.Select(k => k?.GetValue<string>() ?? "").ToList() : [],
+            ListMapKeys = json["x-kubernetes-list-map-keys"] is JsonArray keys ? keys.Select(JsonKinds.GetString).OfType<string>().ToList() : [],
             Source = json,
         };
     }

@@ -16,7 +16,7 @@ public sealed class StoredObject
         ResourceVersion = resourceVersion;
         Object = obj;
         Json = json;
-        Uid = obj["metadata"]?["uid"]?.GetValue<string>() ?? "";
+        Uid = Schema.JsonKinds.GetString(obj["metadata"]?["uid"]) ?? "";
     }
 
     /// <summary>Storage resource, e.g. "vmkernel.io/virtualmachines" or "/events".</summary>

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Vmk.ApiServer;
 
@@ -61,7 +62,7 @@ internal static class StandaloneCommand
             using var loggerFactory = LoggerFactory.Create(b => b
                 .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information)
-                .AddFilter("Microsoft.AspNetCore", LogLevel.Warning));
+                .AddFilter("Microsoft", LogLevel.Warning));
             ApiServerHost api;
             try
             {
@@ -82,9 +83,13 @@ internal static class StandaloneCommand
                 Console.WriteLine("  kubectl get crds");
                 Console.WriteLine("  kubectl apply -f examples/ && kubectl get vmkernel");
                 Console.WriteLine("Press Ctrl-C to stop.");
+                // Ctrl-C and SIGTERM end the wait; the API server then stops in order (watches, HTTP, store).
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+                using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
                 try
                 {
-                    await Task.Delay(Timeout.Infinite, ct);
+                    await Task.Delay(Timeout.Infinite, stop.Token);
                 }
                 catch (OperationCanceledException)
                 {
@@ -95,6 +100,7 @@ internal static class StandaloneCommand
                     await component.DisposeAsync();
                 }
             }
+            Console.WriteLine("Stopped; state kept in " + dir);
             return 0;
         });
         return command;
