@@ -503,6 +503,12 @@ public sealed class ObjectService
 
     private static void CheckTypeMeta(ResourceDefinition def, JsonObject body)
     {
+        // Like kube-apiserver's decoder, a body without apiVersion/kind takes them from the URL.
+        if (body["kind"] is null && body["apiVersion"] is null)
+        {
+            body["apiVersion"] = def.GroupVersion;
+            body["kind"] = def.Kind;
+        }
         var apiVersion = JsonKinds.GetString(body["apiVersion"]);
         var kind = JsonKinds.GetString(body["kind"]);
         if (string.IsNullOrEmpty(kind))
