@@ -240,6 +240,11 @@ public sealed class ObjectService
     {
         lock (_store.Gate)
         {
+            if (contentType == PatchTypes.Strategic && def.IsCustom)
+            {
+                throw ApiException.UnsupportedMediaType(
+                    $"the body of the request was in an unknown format - accepted media types include: {PatchTypes.Json}, {PatchTypes.Merge}, {PatchTypes.Apply}");
+            }
             var old = _store.Get(def.StorageResource, ns, name);
             if (contentType == PatchTypes.Apply)
             {

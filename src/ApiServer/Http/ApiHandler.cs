@@ -144,8 +144,8 @@ public sealed class ApiHandler
                 return true;
             case ["api"] or ["apis"]:
                 var core = segments[0] == "api";
-                var aggregated = accept.Contains("g=apidiscovery.k8s.io;v=v2;", StringComparison.Ordinal) ? ("apidiscovery.k8s.io/v2", DiscoveryDocuments.AggregatedV2)
-                    : accept.Contains("g=apidiscovery.k8s.io;v=v2beta1", StringComparison.Ordinal) ? ("apidiscovery.k8s.io/v2beta1", DiscoveryDocuments.AggregatedV2Beta1)
+                var aggregated = AcceptHeader.Wants(accept, "APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2") ? ("apidiscovery.k8s.io/v2", DiscoveryDocuments.AggregatedV2)
+                    : AcceptHeader.Wants(accept, "APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2beta1") ? ("apidiscovery.k8s.io/v2beta1", DiscoveryDocuments.AggregatedV2Beta1)
                     : default;
                 if (aggregated != default)
                 {
@@ -188,7 +188,7 @@ public sealed class ApiHandler
         var q = ctx.Request.Query;
         var ns = def.Namespaced ? request.Namespace : null;
         var statusOnly = request.Subresource == "status";
-        var asTable = ctx.Request.Headers.Accept.ToString().Contains("as=Table", StringComparison.Ordinal);
+        var asTable = AcceptHeader.Wants(ctx.Request.Headers.Accept.ToString(), "Table", "meta.k8s.io");
         var includeObject = q["includeObject"].ToString();
         switch (ctx.Request.Method)
         {
@@ -485,7 +485,7 @@ public sealed class ApiHandler
         }
         else
         {
-            await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(served), ctx.RequestAborted);
+            await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(served, Http.JsonWire.Options), ctx.RequestAborted);
         }
     }
 
@@ -499,7 +499,7 @@ public sealed class ApiHandler
         }
         ctx.Response.StatusCode = 200;
         ctx.Response.ContentType = "application/json";
-        await using var writer = new Utf8JsonWriter(ctx.Response.BodyWriter);
+        await using var writer = new Utf8JsonWriter(ctx.Response.BodyWriter, new JsonWriterOptions { Encoder = JsonWire.Options.Encoder, SkipValidation = true });
         writer.WriteStartObject();
         writer.WriteString("apiVersion", def.GroupVersion);
         writer.WriteString("kind", def.ListKind);
@@ -540,6 +540,6 @@ public sealed class ApiHandler
     {
         ctx.Response.StatusCode = code;
         ctx.Response.ContentType = contentType;
-        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(node), ctx.RequestAborted);
+        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(node, Http.JsonWire.Options), ctx.RequestAborted);
     }
 }

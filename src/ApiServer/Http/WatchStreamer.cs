@@ -167,12 +167,12 @@ public sealed class WatchStreamer
         if (request.AsTable)
         {
             var table = TableBuilder.Build(def, [(o.Object, _service.ToServed(def, o.Object))], o.ResourceVersion, null, null, request.IncludeObject);
-            buffer.Write(JsonSerializer.SerializeToUtf8Bytes(table));
+            buffer.Write(JsonSerializer.SerializeToUtf8Bytes(table, Http.JsonWire.Options));
         }
         else
         {
             var served = _service.ToServed(def, o.Object);
-            buffer.Write(ReferenceEquals(served, o.Object) ? o.Json : JsonSerializer.SerializeToUtf8Bytes(served));
+            buffer.Write(ReferenceEquals(served, o.Object) ? o.Json : JsonSerializer.SerializeToUtf8Bytes(served, Http.JsonWire.Options));
         }
         buffer.Write("}\n"u8);
     }
@@ -189,7 +189,7 @@ public sealed class WatchStreamer
             ["type"] = WatchEvent.Bookmark,
             ["object"] = new JsonObject { ["kind"] = def.Kind, ["apiVersion"] = def.GroupVersion, ["metadata"] = meta },
         };
-        buffer.Write(JsonSerializer.SerializeToUtf8Bytes(e));
+        buffer.Write(JsonSerializer.SerializeToUtf8Bytes(e, Http.JsonWire.Options));
         buffer.Write(Newline);
     }
 
@@ -206,7 +206,7 @@ public sealed class WatchStreamer
 
     private static async Task WriteLineAsync(HttpContext ctx, JsonObject e)
     {
-        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(e));
+        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(e, Http.JsonWire.Options));
         await ctx.Response.Body.WriteAsync(Newline);
     }
 }

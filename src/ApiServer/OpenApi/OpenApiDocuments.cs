@@ -52,7 +52,7 @@ public sealed class OpenApiDocuments
             foreach (var gv in _registry.Snapshot().GroupBy(d => d.GroupVersion))
             {
                 var key = gv.First().Group.Length == 0 ? $"api/{gv.First().Version}" : $"apis/{gv.Key}";
-                var json = Build(gv.ToList()).ToJsonString();
+                var json = Build(gv.ToList()).ToJsonString(JsonWire.Options);
                 result[key] = (json, DiscoveryDocuments.Hash(json).ToUpperInvariant()[..32]);
             }
             _documents = result;

@@ -142,7 +142,7 @@ public sealed class ObjectStore : IDisposable
         var name = meta["name"]?.GetValue<string>() ?? throw new InvalidOperationException("object without name");
         var rv = _rv + 1;
         meta["resourceVersion"] = rv.ToString(CultureInfo.InvariantCulture);
-        var json = JsonSerializer.SerializeToUtf8Bytes(obj);
+        var json = JsonSerializer.SerializeToUtf8Bytes(obj, Http.JsonWire.Options);
         _persistence.Upsert(resource, ns, name, rv, json);
         _rv = rv;
         var stored = new StoredObject(resource, ns, name, rv, obj, json);
@@ -169,7 +169,7 @@ public sealed class ObjectStore : IDisposable
         _rv = rv;
         Map(previous.Resource).Remove(previous.Key);
         _byUid.Remove(previous.Uid);
-        var json = JsonSerializer.SerializeToUtf8Bytes(finalState);
+        var json = JsonSerializer.SerializeToUtf8Bytes(finalState, Http.JsonWire.Options);
         var gone = new StoredObject(previous.Resource, previous.Namespace, previous.Name, rv, finalState, json);
         Publish(new WatchEvent(WatchEvent.Deleted, gone, previous, rv));
         return gone;
