@@ -73,10 +73,10 @@ public sealed class ApiServerHost : IAsyncDisposable
                 registry.AddBuiltin(def);
             }
             var service = new ObjectService(store, registry, logger);
-            service.CrdChanged += (crd, deleted) => OnCrdChanged(registry, crd, deleted);
+            service.CrdChanged += (crd, deleted) => OnCrdChanged(registry, crd, deleted, logger);
             foreach (var crd in store.List("apiextensions.k8s.io/customresourcedefinitions", null).Items)
             {
-                OnCrdChanged(registry, crd.Object, false);
+                OnCrdChanged(registry, crd.Object, false, logger);
             }
             EnsureNamespaces(service, registry);
             if (options.CrdDirectory is not null)
@@ -88,26 +88,17 @@ public sealed class ApiServerHost : IAsyncDisposable
             var watch = new WatchStreamer(service, options.BookmarkInterval, options.DefaultWatchTimeout);
             var handler = new ApiHandler(service, registry, watch, credentials.Token, logger);
 
-            var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = options.DataDirectory });
-            builder.Services.AddSingleton(loggerFactory);
-            builder.Services.AddLogging();
-            builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, EmbeddedHostLifetime>();
-            builder.WebHost.UseKestrelCore().UseKestrelHttpsConfiguration();
-            builder.WebHost.ConfigureKestrel(k =>
+            WebApplication app;
+            try
             {
-                k.AddServerHeader = false;
-                k.Limits.MaxRequestBodySize = 4 * 1024 * 1024;
-                k.Limits.MinResponseDataRate = null;
-                k.Limits.Http2.MaxStreamsPerConnection = 1000;
-                k.Listen(options.BindAddress, options.Port, listen =>
-                {
-                    listen.Protocols = HttpProtocols.Http1AndHttp2;
-                    listen.UseHttps(credentials.ServerCertificate);
-                });
-            });
-            var app = builder.Build();
-            app.Run(handler.HandleAsync);
-            await app.StartAsync(ct);
+                app = BuildWebApplication(options, loggerFactory, credentials, handler);
+                await app.StartAsync(ct);
+            }
+            catch
+            {
+                await gc.DisposeAsync();
+                throw;
+            }
 
             var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var port = new Uri(address.Replace("[::]", "localhost", StringComparison.Ordinal)).Port;
@@ -127,9 +118,37 @@ public sealed class ApiServerHost : IAsyncDisposable
         }
     }
 
-    private static void OnCrdChanged(ResourceRegistry registry, JsonObject crd, bool deleted)
+    private static WebApplication BuildWebApplication(ApiServerOptions options, ILoggerFactory loggerFactory, ServerCredentials credentials, ApiHandler handler)
+    {
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = options.DataDirectory });
+        builder.Services.AddSingleton(loggerFactory);
+        builder.Services.AddLogging();
+        builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, EmbeddedHostLifetime>();
+        builder.WebHost.UseKestrelCore().UseKestrelHttpsConfiguration();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = 4 * 1024 * 1024;
+            k.Limits.MinResponseDataRate = null;
+            k.Limits.Http2.MaxStreamsPerConnection = 1000;
+            k.Listen(options.BindAddress, options.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(credentials.ServerCertificate);
+            });
+        });
+        var app = builder.Build();
+        app.Run(handler.HandleAsync);
+        return app;
+    }
+
+    private static void OnCrdChanged(ResourceRegistry registry, JsonObject crd, bool deleted, ILogger logger)
     {
         var name = JsonKinds.GetString(crd["metadata"]?["name"]) ?? "";
+        if (!deleted && crd["spec"]?.ToJsonString().Contains("\"x-kubernetes-validations\"", StringComparison.Ordinal) == true)
+        {
+            logger.LogWarning("CRD {Name} has x-kubernetes-validations (CEL) rules; this server does not evaluate them", name);
+        }
         registry.SetCrd(name, deleted || CrdDefinitions.Validate(crd).Count > 0 ? [] : CrdDefinitions.ToDefinitions(crd));
     }
 

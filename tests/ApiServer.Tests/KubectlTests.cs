@@ -228,4 +228,54 @@ public sealed class KubectlTests : IClassFixture<ServerFixture>, IDisposable
         var nsGone = await _kubectl.RunAsync("get", "namespace", ns);
         Assert.NotEqual(0, nsGone.ExitCode);
     }
+
+    [Fact]
+    public async Task Imperative_create_commands_work_for_namespaces_configmaps_and_secrets()
+    {
+        // kubectl's typed create commands send protobuf bodies.
+        var ns = "imp-" + Guid.NewGuid().ToString("N")[..8];
+        Assert.Contains($"namespace/{ns} created", await _kubectl.OkAsync("create", "namespace", ns));
+        await _kubectl.OkAsync("create", "configmap", "cfg", "-n", ns, "--from-literal=mode=fast", "--from-literal=level=3");
+        await _kubectl.OkAsync("create", "secret", "generic", "pw", "-n", ns, "--from-literal=password=s3cret");
+        Assert.Equal("3 fast", (await _kubectl.OkAsync("get", "cm", "cfg", "-n", ns, "-o", "jsonpath={.data.level} {.data.mode}")).Trim());
+        Assert.Equal("czNjcmV0", (await _kubectl.OkAsync("get", "secret", "pw", "-n", ns, "-o", "jsonpath={.data.password}")).Trim());
+        Assert.Matches(@"^" + ns + @"\s+Active\s+\d+s$", (await _kubectl.OkAsync("get", "ns", ns, "--no-headers")).Trim());
+    }
+
+    [Fact]
+    public async Task A_crd_created_through_the_api_is_served_and_its_deletion_removes_its_objects()
+    {
+        var crd = """
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata:
+              name: widgets.example.vmk.io
+            spec:
+              group: example.vmk.io
+              scope: Namespaced
+              names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wdg]}
+              versions:
+              - name: v1
+                served: true
+                storage: true
+                additionalPrinterColumns:
+                - {name: Size, type: integer, jsonPath: .spec.size}
+                schema:
+                  openAPIV3Schema:
+                    type: object
+                    properties:
+                      spec:
+                        type: object
+                        properties:
+                          size: {type: integer, minimum: 1, default: 3}
+            """;
+        await _kubectl.ApplyAsync(crd);
+        Assert.Contains("Established", await _kubectl.OkAsync("get", "crd", "widgets.example.vmk.io", "-o", "jsonpath={.status.conditions[*].type}"));
+        await _kubectl.ApplyAsync("apiVersion: example.vmk.io/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec: {}\n");
+        Assert.Matches(@"w1\s+3\s*$", (await _kubectl.OkAsync("get", "wdg", "-n", "default", "--no-headers")).Trim());
+        await _kubectl.OkAsync("delete", "crd", "widgets.example.vmk.io");
+        var gone = await _kubectl.RunAsync("get", "widgets.example.vmk.io", "-n", "default");
+        Assert.NotEqual(0, gone.ExitCode);
+        Assert.DoesNotContain(_server.Host.Store.All(), o => o.Resource == "example.vmk.io/widgets");
+    }
 }

@@ -409,6 +409,19 @@ public sealed class ApiHandler
 
     private static async Task<string> ReadBodyAsync(HttpContext ctx)
     {
+        var bytes = await ReadBytesAsync(ctx);
+        try
+        {
+            return new UTF8Encoding(false, true).GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw ApiException.BadRequest("the request body is not valid UTF-8");
+        }
+    }
+
+    private static async Task<byte[]> ReadBytesAsync(HttpContext ctx)
+    {
         if (ctx.Request.ContentLength > MaxBodyBytes)
         {
             throw new ApiException(413, "RequestEntityTooLarge", $"the request body is larger than {MaxBodyBytes} bytes");
@@ -424,14 +437,7 @@ public sealed class ApiHandler
                 throw new ApiException(413, "RequestEntityTooLarge", $"the request body is larger than {MaxBodyBytes} bytes");
             }
         }
-        try
-        {
-            return new UTF8Encoding(false, true).GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw ApiException.BadRequest("the request body is not valid UTF-8");
-        }
+        return buffer.ToArray();
     }
 
     private static JsonNode? ParseBody(string text, string? contentType)
@@ -456,6 +462,10 @@ public sealed class ApiHandler
 
     private static async Task<JsonObject> ReadObjectAsync(HttpContext ctx)
     {
+        if ((ctx.Request.ContentType ?? "").StartsWith("application/vnd.kubernetes.protobuf", StringComparison.OrdinalIgnoreCase))
+        {
+            return ProtobufBody.Decode(await ReadBytesAsync(ctx));
+        }
         var text = await ReadBodyAsync(ctx);
         if (string.IsNullOrWhiteSpace(text))
         {

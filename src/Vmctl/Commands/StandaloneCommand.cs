@@ -62,7 +62,8 @@ internal static class StandaloneCommand
             using var loggerFactory = LoggerFactory.Create(b => b
                 .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information)
-                .AddFilter("Microsoft", LogLevel.Warning));
+                .AddFilter("Microsoft", LogLevel.Warning)
+                .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None));
             ApiServerHost api;
             try
             {
