@@ -116,4 +116,44 @@ public sealed class HttpErrorTests : IClassFixture<ServerFixture>
         var openapi = (await SendAsync(http, HttpMethod.Get, "/openapi/v3")).Body!;
         Assert.StartsWith("/openapi/v3/apis/vmkernel.io/v1alpha1?hash=", openapi["paths"]!["apis/vmkernel.io/v1alpha1"]!["serverRelativeURL"]!.GetValue<string>());
     }
+
+    [Fact]
+    public async Task Garbage_on_every_write_path_is_a_4xx_and_never_an_internal_error()
+    {
+        using var http = _server.Http();
+        const string collection = "/apis/vmkernel.io/v1alpha1/namespaces/default/virtualmachines";
+        var yaml = "apiVersion: vmkernel.io/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: target\nspec:\n  memory:\n    size: 64Mi\n";
+        await SendAsync(http, HttpMethod.Post, collection, yaml, "application/yaml");
+        string[] bodies =
+        [
+            "", "null", "42", "\"s\"", "[]", "{", "{\"metadata\":5}", "{\"metadata\":{\"name\":7}}", "{\"kind\":[],\"apiVersion\":{}}",
+            "{\"apiVersion\":\"vmkernel.io/v1alpha1\",\"kind\":\"VirtualMachine\",\"metadata\":{\"name\":\"target\",\"labels\":[1],\"finalizers\":{},\"ownerReferences\":\"x\",\"resourceVersion\":7},\"spec\":[]}",
+            "[{\"op\":5}]", "[{\"op\":\"add\",\"path\":5,\"value\":1}]", "[{\"op\":\"move\",\"from\":\"/nope\",\"path\":\"/x\"}]",
+            "{\"$patch\":7,\"spec\":{\"$patch\":\"delete\"}}", "k8s\u0000\u0001\u0002", ": : :", "a: [1,", "\u00ff\u00fe",
+        ];
+        var targets = new (HttpMethod Method, string Path, string ContentType)[]
+        {
+            (HttpMethod.Post, collection, "application/json"),
+            (HttpMethod.Post, collection, "application/yaml"),
+            (HttpMethod.Put, collection + "/target", "application/json"),
+            (HttpMethod.Put, collection + "/target/status", "application/json"),
+            (HttpMethod.Patch, collection + "/target", "application/merge-patch+json"),
+            (HttpMethod.Patch, collection + "/target", "application/json-patch+json"),
+            (HttpMethod.Patch, collection + "/target", "application/apply-patch+yaml"),
+            (HttpMethod.Patch, "/api/v1/namespaces/default", "application/strategic-merge-patch+json"),
+            (HttpMethod.Post, "/api/v1/namespaces/default/configmaps", "application/vnd.kubernetes.protobuf"),
+            (HttpMethod.Delete, collection + "/nothing-here", "application/json"),
+        };
+        foreach (var (method, path, contentType) in targets)
+        {
+            foreach (var body in bodies)
+            {
+                var (code, _) = await SendAsync(http, method, path, body, contentType);
+                Assert.True((int)code < 500, $"{method} {path} ({contentType}) with {body} answered {(int)code}");
+            }
+        }
+        var (after, vm) = await SendAsync(http, HttpMethod.Get, collection + "/target");
+        Assert.Equal(HttpStatusCode.OK, after);
+        Assert.Equal("64Mi", vm!["spec"]!["memory"]!["size"]!.GetValue<string>());
+    }
 }

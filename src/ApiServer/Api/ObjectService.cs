@@ -506,8 +506,36 @@ public sealed class ObjectService
         }
     }
 
+    /// <summary>The shape every object must have before any field is read: kube's decoder rejects the rest (400).</summary>
+    internal static void CheckShape(JsonObject body)
+    {
+        foreach (var key in new[] { "apiVersion", "kind" })
+        {
+            if (body[key] is { } v && JsonKinds.GetString(v) is null)
+            {
+                throw ApiException.BadRequest($"{key} must be a string, not {JsonKinds.TypeName(v)}");
+            }
+        }
+        if (body["metadata"] is null)
+        {
+            return;
+        }
+        if (body["metadata"] is not JsonObject meta)
+        {
+            throw ApiException.BadRequest($"metadata must be an object, not {JsonKinds.TypeName(body["metadata"])}");
+        }
+        foreach (var key in new[] { "name", "generateName", "namespace", "resourceVersion", "uid" })
+        {
+            if (meta[key] is { } v && JsonKinds.GetString(v) is null)
+            {
+                throw ApiException.BadRequest($"metadata.{key} must be a string, not {JsonKinds.TypeName(v)}");
+            }
+        }
+    }
+
     private static void CheckTypeMeta(ResourceDefinition def, JsonObject body)
     {
+        CheckShape(body);
         // Like kube-apiserver's decoder, a body without apiVersion/kind takes them from the URL.
         if (body["kind"] is null && body["apiVersion"] is null)
         {

@@ -21,6 +21,7 @@ internal static class ServerSideApply
         {
             throw ApiException.BadRequest("the applied configuration must be an object");
         }
+        ObjectService.CheckShape(applied);
         if (string.IsNullOrEmpty(options.FieldManager))
         {
             throw ApiException.BadRequest("PATCH, application/apply-patch+yaml requires fieldManager to be set");

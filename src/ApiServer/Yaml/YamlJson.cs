@@ -25,6 +25,11 @@ public static partial class YamlJson
         {
             throw new FormatException($"invalid YAML at line {e.Start.Line}, column {e.Start.Column}: {e.InnerException?.Message ?? e.Message}", e);
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            // YamlDotNet's scanner fails this way on some truncated documents.
+            throw new FormatException($"invalid YAML: {e.Message}", e);
+        }
         var result = new List<JsonNode>();
         foreach (var doc in stream.Documents)
         {
