@@ -278,4 +278,20 @@ public sealed class KubectlTests : IClassFixture<ServerFixture>, IDisposable
         Assert.NotEqual(0, gone.ExitCode);
         Assert.DoesNotContain(_server.Host.Store.All(), o => o.Resource == "example.vmk.io/widgets");
     }
+
+    [Fact]
+    public async Task Wait_for_a_condition_returns_as_soon_as_the_status_has_it()
+    {
+        var ns = await NewNamespaceAsync();
+        await _kubectl.ApplyAsync(Vm("waited"), "-n", ns);
+        var waiting = _kubectl.RunAsync("wait", "--for=condition=Ready", "vm/waited", "-n", ns, "--timeout=20s");
+        using var client = _server.Client();
+        await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
+            new V1Patch("{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Booted\",\"lastTransitionTime\":\"2026-01-01T00:00:00Z\"}]}}", V1Patch.PatchType.MergePatch),
+            "vmkernel.io", "v1alpha1", ns, "virtualmachines", "waited");
+        var r = await waiting;
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("condition met", r.Stdout);
+        Assert.Matches(@"^waited\s+\S*\s*256Mi\s+True\s+\d+s$", (await _kubectl.OkAsync("get", "vm", "waited", "-n", ns, "--no-headers")).Trim());
+    }
 }

@@ -203,10 +203,14 @@ public sealed class ApiHandler
                 var fields = FieldSelector.Parse(fieldText, def);
                 if (request.WatchPrefix || IsTrue(q["watch"]))
                 {
+                    // sendInitialEvents (WatchList) wants the current state first, which is never older than any
+                    // resourceVersion the client names with resourceVersionMatch=NotOlderThan.
+                    var initialEvents = IsTrue(q["sendInitialEvents"]);
+                    var fromRv = ParseRv(q["resourceVersion"]);
                     await _watch.StreamAsync(ctx, def, ns, labels, fields, new WatchRequest(
-                        ParseRv(q["resourceVersion"]),
+                        initialEvents ? null : fromRv,
                         IsTrue(q["allowWatchBookmarks"]),
-                        IsTrue(q["sendInitialEvents"]),
+                        initialEvents,
                         ParseInt(q["timeoutSeconds"], "timeoutSeconds"),
                         asTable,
                         includeObject));

@@ -58,6 +58,9 @@ public sealed class WatchStreamer
             cts.CancelAfter(timeout);
             var ct = cts.Token;
             await ctx.Response.StartAsync(ct);
+            // Headers go out now: clients (client-go informers, kubectl wait) treat the watch as established only
+            // once they have them, which would otherwise wait for the first event or bookmark.
+            await ctx.Response.Body.FlushAsync(ct);
             var buffer = new MemoryStream();
 
             if (initial is not null)
