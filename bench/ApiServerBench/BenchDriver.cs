@@ -17,7 +17,7 @@ internal static class BenchDriver
 {
     public static async Task<int> RunAsync(int objects, int writers)
     {
-        Console.WriteLine($"# apiserver bench: {objects} VirtualMachine objects, {writers} writers, 1 watcher, KubernetesClient over HTTPS/HTTP2");
+        Console.WriteLine($"# apiserver bench: {objects} VirtualMachine objects, {writers} writers, 1 watcher, KubernetesClient over HTTPS");
         Console.WriteLine("# peer: none runnable here (no kube-apiserver/etcd on this machine); two storage modes of ours instead");
         foreach (var mode in new[] { "durable", "fast" })
         {
