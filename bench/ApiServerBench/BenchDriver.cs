@@ -130,6 +130,11 @@ internal static class BenchDriver
         finally
         {
             server.StandardInput.Close();
+            var stats = await server.StandardOutput.ReadLineAsync();
+            if (stats is not null && stats.StartsWith("STATS ", StringComparison.Ordinal))
+            {
+                Console.WriteLine($"# mode={mode} group commit: {stats[6..]}");
+            }
             if (!server.WaitForExit(15_000))
             {
                 server.Kill(entireProcessTree: true);
