@@ -61,12 +61,19 @@ internal sealed class NbdTestServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await Server.DisposeAsync();
-        foreach (var device in _devices)
+        try
         {
-            device.Dispose();
+            await Server.DisposeAsync();
         }
+        finally
+        {
+            // Even if shutting the server down fails (the test then fails too), no file is left behind.
+            foreach (var device in _devices)
+            {
+                device.Dispose();
+            }
 
-        System.IO.Directory.Delete(Directory, recursive: true);
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
     }
 }
