@@ -1,5 +1,3 @@
-using System.Numerics;
-
 namespace Vmk.Vmkernel.Vmfs;
 
 /// <summary>
@@ -275,7 +273,5 @@ internal sealed class FsckChecker
             Findings.Add(new FsckFinding($"allocation bitmap sector {firstMissing / bits}", Sb.BitmapSectorOffset((int)(firstMissing / bits)),
                 $"{missing} block(s) are used by disks but marked free (first: block {firstMissing}); --repair marks them allocated", Repairable: true));
         }
-
-        _ = BitOperations.PopCount(0u);
     }
 }

@@ -47,7 +47,7 @@ internal sealed class MetadataJournal
         }
 
         var s = Sb.SectorSize;
-        var images = _io.Device.Length > 0 ? ReadImages(header.ImageCount) : [];
+        var images = ReadImages(header.ImageCount);
         var result = new List<(long, byte[])>(header.ImageCount);
         var crc = ~0u;
         for (var i = 0; i < header.ImageCount; i++)

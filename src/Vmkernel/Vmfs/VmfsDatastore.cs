@@ -75,7 +75,7 @@ public sealed class VmfsDatastore : IDisposable
     public static DatastoreInfo Format(string path, FormatOptions options, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var existed = File.Exists(path) || Directory.Exists(path) || path.StartsWith("/dev/", StringComparison.Ordinal);
+        var existed = File.Exists(path) || Directory.Exists(path);
         if (Directory.Exists(path))
         {
             throw new VmfsException(VmfsErrorCode.InvalidArgument, $"'{path}' is a directory; give a block device or a file.");
@@ -116,12 +116,15 @@ public sealed class VmfsDatastore : IDisposable
 
             if (options.SizeBytes is { } size && size != device.Length)
             {
-                if (path.StartsWith("/dev/", StringComparison.Ordinal))
+                try
                 {
-                    throw new VmfsException(VmfsErrorCode.InvalidArgument, $"'{path}' is a device; its size is fixed ({device.Length} bytes), do not give --size.");
+                    device.SetLength(size);
                 }
-
-                device.SetLength(size);
+                catch (VmfsException e)
+                {
+                    throw new VmfsException(VmfsErrorCode.InvalidArgument,
+                        $"'{path}' cannot be sized to {size} bytes (a block device has a fixed size of {device.Length} bytes: do not give a size for it).", e);
+                }
             }
 
             WriteLayout(device, sb);

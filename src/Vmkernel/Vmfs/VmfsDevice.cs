@@ -5,7 +5,7 @@ namespace Vmk.Vmkernel.Vmfs;
 /// <summary>
 /// The shared device (a block device or a file) opened with O_DIRECT where the file system supports it, so
 /// that every write reaches the device that other hosts read instead of this host's page cache. Where
-/// O_DIRECT is refused (tmpfs answers EINVAL) it falls back to buffered I/O and says so: that is only
+/// O_DIRECT is refused (tmpfs on kernels before 6.6 answers EINVAL) it falls back to buffered I/O and says so: that is only
 /// correct while all "hosts" share one kernel, which is the case for tests on one machine.
 /// Reads and writes go through pread/pwrite and are safe to call from many threads at once.
 /// </summary>
@@ -43,14 +43,15 @@ internal sealed unsafe class VmfsDevice : IDisposable
     /// <summary>Alignment O_DIRECT needs for offsets, lengths and buffer addresses (1 without O_DIRECT).</summary>
     public int MemoryAlignment { get; }
 
-    public static VmfsDevice Open(string path, bool writable, ILogger? logger = null, bool create = false, int poolBufferSize = 1 << 20)
+    /// <param name="preferDirect">False forces buffered I/O (the fallback path, for tests on file systems that do support O_DIRECT).</param>
+    public static VmfsDevice Open(string path, bool writable, ILogger? logger = null, bool create = false, int poolBufferSize = 1 << 20, bool preferDirect = true)
     {
         var flags = (writable ? Libc.ORdWr : Libc.ORdOnly) | Libc.OCloExec | (create ? Libc.OCreat : 0);
-        var fd = Libc.Open(path, flags | Libc.ODirect, 0x1b0 /* 0660 */);
+        var fd = preferDirect ? Libc.Open(path, flags | Libc.ODirect, 0x1b0 /* 0660 */) : -1;
         var direct = true;
         if (fd < 0)
         {
-            var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            var errno = preferDirect ? System.Runtime.InteropServices.Marshal.GetLastPInvokeError() : Libc.EInval;
             if (errno != Libc.EInval && errno != Libc.EOpNotSupp)
             {
                 throw new VmfsException(VmfsErrorCode.Io,
@@ -65,7 +66,10 @@ internal sealed unsafe class VmfsDevice : IDisposable
             }
 
             direct = false;
-            logger?.LogWarning("The file system of {Path} refuses O_DIRECT; using buffered I/O, which is only safe when all hosts share this kernel", path);
+            if (preferDirect)
+            {
+                logger?.LogWarning("The file system of {Path} refuses O_DIRECT; using buffered I/O, which is only safe when all hosts share this kernel", path);
+            }
         }
 
         try
