@@ -83,14 +83,7 @@ return 0;
 static void ImportIntoVmfs(string datastorePath, string diskName, string imagePath, ILogger logger)
 {
     long size = new FileInfo(imagePath).Length;
-    // The file is made here rather than by Format: Format's own file creation fails on tmpfs (ENOENT), and the
-    // benchmark keeps everything on tmpfs so that every server is measured against memory, not this VM's disk.
-    using (var file = File.Create(datastorePath))
-    {
-        file.SetLength(size + (256L << 20));
-    }
-
-    VmfsDatastore.Format(datastorePath, new FormatOptions { Label = "nbd-bench" }, logger);
+    VmfsDatastore.Format(datastorePath, new FormatOptions { SizeBytes = size + (256L << 20), Label = "nbd-bench" }, logger);
     using var ds = VmfsDatastore.Open(datastorePath, HostName, logger: logger);
     ds.CreateDisk(diskName, size, thin: true);
     using var disk = ds.OpenDisk(diskName);
