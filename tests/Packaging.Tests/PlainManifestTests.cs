@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 namespace Vmk.Packaging.Tests;
 
 /// <summary>Installing without helm, as docs/packaging.md says, against a standalone server of its own.</summary>
+[Trait("Category", "Slow")]
 public sealed class PlainManifestTests : IClassFixture<StandaloneServer>
 {
     private readonly StandaloneServer _server;
