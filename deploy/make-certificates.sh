@@ -2,7 +2,7 @@
 # Creates the mutual-TLS Secrets the plain manifests expect (the chart generates them itself):
 #   vmkernel-ca                 ca.crt, tls.crt, tls.key   the CA (keep its key safe; it signs new certificates)
 #   vmkernel-vmkerneld-tls      ca.crt, tls.crt, tls.key   vmkerneld's server certificate (serverAuth)
-#   vmkernel-operator-tls       ca.crt, tls.crt, tls.key   the operator's client certificate (clientAuth)
+#   vmkernel-vm-operator-tls    ca.crt, tls.crt, tls.key   the operator's client certificate (clientAuth)
 # Usage: deploy/make-certificates.sh [NAMESPACE] [DAYS]      (default vmkernel-system, 3650)
 # Uses kubectl's current context (or $KUBECONFIG). Existing Secrets are left alone: delete them to re-issue.
 set -euo pipefail
@@ -14,7 +14,7 @@ for tool in openssl kubectl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "make-certificates: error: '$tool' not found" >&2; exit 1; }
 done
 
-existing=$(kubectl get secret -n "$namespace" "$prefix-ca" "$prefix-vmkerneld-tls" "$prefix-operator-tls" \
+existing=$(kubectl get secret -n "$namespace" "$prefix-ca" "$prefix-vmkerneld-tls" "$prefix-vm-operator-tls" \
   --ignore-not-found -o name 2>/dev/null | wc -l)
 if [ "$existing" -eq 3 ]; then
   echo "make-certificates: the three Secrets exist in $namespace; nothing to do" >&2
@@ -54,5 +54,5 @@ secret() { # name crt key
 }
 secret "$prefix-ca" ca.crt ca.key
 secret "$prefix-vmkerneld-tls" vmkerneld.crt vmkerneld.key
-secret "$prefix-operator-tls" operator.crt operator.key
+secret "$prefix-vm-operator-tls" operator.crt operator.key
 echo "make-certificates: created the CA, vmkerneld and operator certificates in namespace $namespace (valid $days days)" >&2

@@ -24,7 +24,7 @@ public sealed class ChartTests
     {
         var m = Manifests.Parse(await Helm.TemplateAsync());
 
-        var deployment = m.Single("Deployment", "t-vmkernel-operator-operator");
+        var deployment = m.Single("Deployment", "t-vmkernel-operator-vm-operator");
         Assert.Equal(2, (int)deployment["spec"]!["replicas"]!);
         var pod = deployment["spec"]!["template"]!["spec"]!;
         var args = pod["containers"]![0]!["args"]!.AsArray().Select(a => (string)a!).ToList();
@@ -35,14 +35,14 @@ public sealed class ChartTests
         Assert.Equal("ghcr.io/vmkernel/vm-operator:0.1.0", (string)pod["containers"]![0]!["image"]!);
 
         // Leader election may touch its own Lease and nothing else in the namespace.
-        var role = m.Single("Role", "t-vmkernel-operator-operator-leader-election");
+        var role = m.Single("Role", "t-vmkernel-operator-vm-operator-leader-election");
         Assert.Equal("vmk", (string)role["metadata"]!["namespace"]!);
         var leaseRules = role["rules"]!.AsArray().Where(r => r!["resources"]!.AsArray().Any(x => (string)x! == "leases")).ToList();
         Assert.Contains(leaseRules, r => r!["verbs"]!.AsArray().Any(v => (string)v! == "create"));
         Assert.Contains(leaseRules, r => r!["resourceNames"]?.AsArray().Any(n => (string)n! == "vm-operator") == true
             && r["verbs"]!.AsArray().Any(v => (string)v! == "update"));
-        var binding = m.Single("RoleBinding", "t-vmkernel-operator-operator-leader-election");
-        Assert.Equal("t-vmkernel-operator-operator", (string)binding["subjects"]![0]!["name"]!);
+        var binding = m.Single("RoleBinding", "t-vmkernel-operator-vm-operator-leader-election");
+        Assert.Equal("t-vmkernel-operator-vm-operator", (string)binding["subjects"]![0]!["name"]!);
 
         var ds = m.Single("DaemonSet", "t-vmkernel-operator-vmkerneld");
         var dpod = ds["spec"]!["template"]!["spec"]!;
@@ -72,6 +72,30 @@ public sealed class ChartTests
         Assert.Single(m.OfKind("ComputeCluster"));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData(Helm.AllOptionsValues)]
+    public async Task No_two_objects_share_a_kind_and_name(string? valuesFile)
+    {
+        // Names are derived from the release; a component name must never equal a fixed name such as the
+        // user role vmkernel-operator, or helm would render one over the other.
+        var m = Manifests.Parse(await Helm.TemplateAsync(valuesFile));
+        var duplicates = m.Objects.GroupBy(o => $"{Manifests.Kind(o)} {(string?)o["metadata"]!["namespace"]}/{Manifests.Name(o)}")
+            .Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        Assert.True(duplicates.Count == 0, "rendered twice: " + string.Join(", ", duplicates));
+    }
+
+    [Fact]
+    public async Task Release_named_vmkernel_gets_the_short_names_deploy_uses()
+    {
+        var m = Manifests.Parse(await Tool.OkAsync(await Helm.PathAsync(), ["template", "vmkernel", Repo.PathOf(Helm.Chart)]));
+        m.Single("Deployment", "vmkernel-vm-operator");
+        m.Single("DaemonSet", "vmkernel-vmkerneld");
+        m.Single("Secret", "vmkernel-ca");
+        m.Single("Secret", "vmkernel-vmkerneld-tls");
+        m.Single("Secret", "vmkernel-vm-operator-tls");
+    }
+
     [Fact]
     public async Task Generated_certificates_chain_to_one_CA_with_the_usages_mutual_TLS_checks()
     {
@@ -82,7 +106,7 @@ public sealed class ChartTests
         using var ca = Cert("t-vmkernel-operator-ca");
         using var daemon = Cert("t-vmkernel-operator-vmkerneld-tls");
         using var daemonCa = Cert("t-vmkernel-operator-vmkerneld-tls", "ca.crt");
-        using var op = Cert("t-vmkernel-operator-operator-tls");
+        using var op = Cert("t-vmkernel-operator-vm-operator-tls");
         Assert.Equal(ca.Thumbprint, daemonCa.Thumbprint);
         Assert.True(ca.Extensions.OfType<X509BasicConstraintsExtension>().Single().CertificateAuthority);
 
@@ -98,7 +122,7 @@ public sealed class ChartTests
         }
 
         // The name the operator verifies is in the daemon's certificate.
-        var args = m.Single("Deployment", "t-vmkernel-operator-operator")["spec"]!["template"]!["spec"]!["containers"]![0]!["args"]!
+        var args = m.Single("Deployment", "t-vmkernel-operator-vm-operator")["spec"]!["template"]!["spec"]!["containers"]![0]!["args"]!
             .AsArray().Select(a => (string)a!).ToList();
         var serverName = args.Single(a => a.StartsWith("--vmkerneld-server-name=", StringComparison.Ordinal)).Split('=')[1];
         Assert.Equal("t-vmkernel-operator-vmkerneld.vmk.svc", serverName);
@@ -116,7 +140,7 @@ public sealed class ChartTests
         var caCert = m.Single("Certificate", "vmkernel-ca");
         Assert.Equal("corporate-ca", (string)caCert["spec"]!["issuerRef"]!["name"]!);
         Assert.Equal("ClusterIssuer", (string)caCert["spec"]!["issuerRef"]!["kind"]!);
-        Assert.Contains("client auth", m.Single("Certificate", "vmkernel-operator-tls")["spec"]!["usages"]!.AsArray().Select(u => (string)u!));
+        Assert.Contains("client auth", m.Single("Certificate", "vmkernel-vm-operator-tls")["spec"]!["usages"]!.AsArray().Select(u => (string)u!));
         Assert.Contains("server auth", m.Single("Certificate", "vmkernel-vmkerneld-tls")["spec"]!["usages"]!.AsArray().Select(u => (string)u!));
         Assert.Single(m.OfKind("Issuer"));
 
@@ -151,7 +175,7 @@ public sealed class ChartTests
         var blockDevices = dpod["volumes"]!.AsArray().Where(v => (string?)v!["hostPath"]?["type"] == "BlockDevice")
             .Select(v => (string)v!["hostPath"]!["path"]!).ToList();
         Assert.Equal(["/dev/disk/by-id/wwn-0x600a098038303053453f463045727a41", "/dev/disk/by-id/wwn-0x600a098038303053453f463045727a42"], blockDevices);
-        var image = (string)m.Single("Deployment", "vmkernel-operator")["spec"]!["template"]!["spec"]!["containers"]![0]!["image"]!;
+        var image = (string)m.Single("Deployment", "vmkernel-vm-operator")["spec"]!["template"]!["spec"]!["containers"]![0]!["image"]!;
         Assert.Equal("registry.example.com/vmkernel/vm-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", image);
         Assert.Equal("production", Manifests.Name(m.OfKind("ComputeCluster").Single()));
     }

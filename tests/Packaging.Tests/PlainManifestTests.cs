@@ -32,7 +32,7 @@ public sealed class PlainManifestTests : IClassFixture<StandaloneServer>
         Directory.CreateDirectory(dir);
         try
         {
-            foreach (var (secret, purpose) in new[] { ("vmkernel-vmkerneld-tls", "sslserver"), ("vmkernel-operator-tls", "sslclient") })
+            foreach (var (secret, purpose) in new[] { ("vmkernel-vmkerneld-tls", "sslserver"), ("vmkernel-vm-operator-tls", "sslclient") })
             {
                 var data = JsonNode.Parse(await k.OkAsync(null, "get", "secret", secret, "-n", "vmkernel-system", "-o", "json"))!["data"]!;
                 foreach (var key in new[] { "ca.crt", "tls.crt", "tls.key" })
@@ -46,6 +46,16 @@ public sealed class PlainManifestTests : IClassFixture<StandaloneServer>
         finally
         {
             Directory.Delete(dir, recursive: true);
+        }
+
+        // Every Secret the plain manifests mount is one the script made.
+        var mounted = Manifests.Parse(Repo.Read("deploy", "vmkernel-operator.yaml")).Objects
+            .SelectMany(o => o.ToJsonString().Split("\"secretName\":\"").Skip(1).Select(s => s[..s.IndexOf('"', StringComparison.Ordinal)]))
+            .Distinct().ToList();
+        Assert.Equal(["vmkernel-vm-operator-tls", "vmkernel-vmkerneld-tls"], mounted.Order());
+        foreach (var secret in mounted)
+        {
+            await k.OkAsync(null, "get", "secret", secret, "-n", "vmkernel-system");
         }
 
         var cc = await k.OkAsync(null, "apply", "-f", Repo.PathOf("deploy", "default-computecluster.yaml"));

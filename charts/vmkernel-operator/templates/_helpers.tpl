@@ -3,13 +3,14 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Object name prefix: <release>-<chart>, or just the release when it already contains the chart name. */}}
+{{/* Object name prefix: <release>-<chart>, or just the release when it already says vmkernel (release
+"vmkernel" gives vmkernel-vm-operator, vmkernel-vmkerneld, as deploy/ has them). */}}
 {{- define "vmk.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
+{{- if or (contains $name .Release.Name) (contains "vmkernel" .Release.Name) }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
@@ -17,8 +18,9 @@
 {{- end }}
 {{- end }}
 
+{{/* "vm-operator" (the binary), not "operator": <fullname>-operator would be the user role vmkernel-operator. */}}
 {{- define "vmk.operatorName" -}}
-{{- printf "%s-operator" (include "vmk.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-vm-operator" (include "vmk.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- define "vmk.daemonName" -}}
