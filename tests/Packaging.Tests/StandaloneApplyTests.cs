@@ -66,6 +66,33 @@ public sealed class StandaloneApplyTests : IClassFixture<StandaloneApplyTests.Ch
     }
 
     [Fact]
+    public async Task Upgrade_keeps_the_issued_certificates_and_an_existing_ComputeCluster()
+    {
+        // helm template --dry-run=server runs the chart's lookups against the server, as helm upgrade does.
+        var ns = "up-" + Guid.NewGuid().ToString("N")[..8];
+        var cluster = "cc-" + Guid.NewGuid().ToString("N")[..8];
+        string[] args = ["template", "vmkernel", Repo.PathOf(Helm.Chart), "--namespace", ns, "--set", "computeCluster.name=" + cluster];
+        string[] upgrade = [.. args, "--dry-run=server", "--kubeconfig", _fixture.Server.Kubeconfig];
+        var helm = await Helm.PathAsync();
+        var install = Manifests.Parse(await Tool.OkAsync(helm, args));
+        await Kubectl.OkAsync($"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n", "apply", "-f", "-");
+        await Kubectl.OkAsync(Manifests.ToYaml(install.OfKind("Secret").Concat(install.OfKind("ComputeCluster"))), "apply", "-f", "-");
+
+        var upgraded = Manifests.Parse(await Tool.OkAsync(helm, upgrade));
+        foreach (var secret in install.OfKind("Secret"))
+        {
+            var again = upgraded.Single("Secret", Manifests.Name(secret));
+            Assert.Equal((string)secret["data"]!["tls.crt"]!, (string)again["data"]!["tls.crt"]!);
+            Assert.Equal((string)secret["data"]!["tls.key"]!, (string)again["data"]!["tls.key"]!);
+        }
+        Assert.Empty(upgraded.OfKind("ComputeCluster"));
+
+        // Without the Secrets on the server, a new CA is generated: the reuse above is not a coincidence.
+        var fresh = Manifests.Parse(await Tool.OkAsync(helm, [.. upgrade.Select(a => a == ns ? ns + "-other" : a)]));
+        Assert.NotEqual((string)install.Single("Secret", "vmkernel-ca")["data"]!["tls.crt"]!, (string)fresh.Single("Secret", "vmkernel-ca")["data"]!["tls.crt"]!);
+    }
+
+    [Fact]
     public async Task Every_example_is_accepted()
     {
         var applied = await Kubectl.OkAsync(null, "apply", "-f", Repo.PathOf("examples"));
