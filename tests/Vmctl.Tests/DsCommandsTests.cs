@@ -64,30 +64,9 @@ public sealed class DsCommandsTests : IDisposable
 
     private static int Vmctl(out string stdout, out string stderr, params string[] args)
     {
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vmctl.dll"));
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        info.Environment["COLUMNS"] = "200";
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"vmctl {string.Join(' ', args)} did not finish");
-        }
-
-        stdout = output.Result;
-        stderr = error.Result;
-        return process.ExitCode;
+        var (code, output, error) = VmctlProcess.RunAsync(args).GetAwaiter().GetResult();
+        stdout = output;
+        stderr = error;
+        return code;
     }
 }

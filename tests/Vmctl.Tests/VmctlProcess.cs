@@ -49,13 +49,14 @@ internal sealed class VmctlProcess : IDisposable
 
     public static VmctlProcess Start(params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        psi.Environment["COLUMNS"] = "200"; // tables as wide as their content, whatever the test runner's terminal
         psi.ArgumentList.Add(Dll);
         foreach (var a in args)
         {
