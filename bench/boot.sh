@@ -47,10 +47,12 @@ for ((i = 1; i <= rounds; i++)); do
       kill -0 "$qemu" 2>/dev/null || exit 0
       sleep 0.01
     done ) &
+  reader=$!
   wait_up "$out" "$qemu"
   t1=$(now)
   kill "$qemu" && wait "$qemu" 2>/dev/null || true
-  wait || true
+  pkill -f "UNIX-CONNECT:$dir/console.sock" || true
+  wait "$reader" 2>/dev/null || true
   raw_times+=("$(( (t1 - t0) / 1000000 ))")
 
   # The same guest through the VMkernel.

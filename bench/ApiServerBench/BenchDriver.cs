@@ -17,7 +17,7 @@ internal static class BenchDriver
 {
     public static async Task<int> RunAsync(int objects, int writers)
     {
-        Console.WriteLine($"# apiserver bench: {objects} VirtualMachine objects, {writers} writers, 1 watcher, KubernetesClient over HTTPS/HTTP2");
+        Console.WriteLine($"# apiserver bench: {objects} VirtualMachine objects, {writers} writers, 1 watcher, KubernetesClient over HTTPS");
         Console.WriteLine("# peer: none runnable here (no kube-apiserver/etcd on this machine); two storage modes of ours instead");
         foreach (var mode in new[] { "durable", "fast" })
         {
@@ -130,6 +130,11 @@ internal static class BenchDriver
         finally
         {
             server.StandardInput.Close();
+            var stats = await server.StandardOutput.ReadLineAsync();
+            if (stats is not null && stats.StartsWith("STATS ", StringComparison.Ordinal))
+            {
+                Console.WriteLine($"# mode={mode} group commit: {stats[6..]}");
+            }
             if (!server.WaitForExit(15_000))
             {
                 server.Kill(entireProcessTree: true);

@@ -19,6 +19,8 @@ internal static class ServerProcess
         Console.WriteLine("READY " + host.KubeconfigPath);
         // The driver closes stdin to stop the server.
         await Console.In.ReadToEndAsync();
+        var (batches, writes) = host.Store.CommitStatistics;
+        Console.WriteLine($"STATS commits={batches} writes={writes}");
         return 0;
     }
 }

@@ -53,4 +53,11 @@ public static class HostEnvironment
         }
         return null;
     }
+
+    /// <summary>The group id of a group from /etc/group; null if there is none.</summary>
+    public static int? GroupId(string group)
+    {
+        var line = File.ReadLines("/etc/group").FirstOrDefault(l => l.StartsWith(group + ":", StringComparison.Ordinal));
+        return line is not null && int.TryParse(line.Split(':')[2], System.Globalization.CultureInfo.InvariantCulture, out var gid) ? gid : null;
+    }
 }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Vmk.Vmkernel.Qemu;
 using Vmk.Vmkernel.Qemu.Accel;
 using Vmk.Vmkernel.Resources;
+using Vmk.Vmkernel.Storage;
 using Vmk.Vmkernel.Vm;
 
 namespace Vmk.Vmkernel;
@@ -65,12 +66,19 @@ public sealed class VmkernelHost : IAsyncDisposable
             cgroups = CgroupManagerFactory.Detect(logger);
             logger.LogInformation("VM resource control through {Cgroups}", cgroups.Describe());
         }
+        VmkernelHost? host = null;
+        var storage = new StorageStack(options.StateDirectory, options.HostName, options.DatastoreTimings, user, loggerFactory,
+            (datastore, reason) => host?.Fence(datastore, reason));
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
-            loggerFactory, options.ShutdownTimeout, options.StartTimeout);
-        var host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
+            loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait);
+        host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
+        storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
         return host;
     }
+
+    /// <summary>Datastores and the NBD server that serves their disks to this host's VMs.</summary>
+    public StorageStack Storage => _runtime.Storage;
 
     public VirtualMachine? Find(string name) => _vms.GetValueOrDefault(name);
 
@@ -139,7 +147,21 @@ public sealed class VmkernelHost : IAsyncDisposable
             await vm.DisposeAsync();
         }
         _vms.Clear();
+        await _runtime.Storage.DisposeAsync();
         _defineGate.Dispose();
+    }
+
+    /// <summary>
+    /// Self-fencing: this host lost its heartbeat on a datastore, so another host may soon take its leases.
+    /// Every VM with a disk there is killed at once (VMFS already refuses this host's writes).
+    /// </summary>
+    private void Fence(string datastore, string reason)
+    {
+        foreach (var name in _runtime.Storage.VmsUsing(datastore))
+        {
+            _logger.LogCritical("Fenced from datastore {Datastore} ({Reason}): killing VM {Vm}", datastore, reason, name);
+            _ = Find(name)?.KillAsync();
+        }
     }
 
     private async Task AdoptAllAsync(CancellationToken ct)

@@ -29,6 +29,18 @@ public sealed record VmkernelOptions
     /// <summary>How long a guest has to power off after the ACPI power button before it is forced off.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>This host's name in datastore heartbeats and lease records.</summary>
+    public string HostName { get; init; } = Environment.MachineName;
+
+    /// <summary>Heartbeat, fencing and takeover timings for the datastores this host mounts (null: VMFS defaults).</summary>
+    public Vmfs.VmfsTimings? DatastoreTimings { get; init; }
+
+    /// <summary>
+    /// How long a VM start waits for a disk lease that a dead host still holds (it is free hostDeadAfter after
+    /// that host's last heartbeat). A lease held by a live host fails the start at once.
+    /// </summary>
+    public TimeSpan DiskLeaseWait { get; init; } = TimeSpan.FromSeconds(20);
+
     /// <summary>How long QEMU may take to open its QMP socket after it was started.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

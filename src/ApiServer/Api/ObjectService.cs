@@ -42,19 +42,24 @@ public sealed class ObjectService
 
     public static string Now() => DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// The object as <paramref name="def"/>'s API version shows it: converted (events.k8s.io), relabelled (another
+    /// served version of a CRD: conversion strategy None), or the stored instance itself (callers then write its
+    /// cached bytes).
+    /// </summary>
     public JsonObject ToServed(ResourceDefinition def, JsonObject stored)
     {
-        var served = def.Converter is null ? stored : def.Converter.FromStorage(stored);
-        if (def.Converter is null && (def.IsCustom || stored["apiVersion"] is null))
+        if (def.Converter is not null)
         {
-            // A CRD may serve several versions of one storage; the object reports the version it was asked for.
-            if (!ReferenceEquals(served, stored) || JsonKinds.GetString(stored["apiVersion"]) != def.GroupVersion)
-            {
-                served = ReferenceEquals(served, stored) ? (JsonObject)stored.DeepClone() : served;
-                served["apiVersion"] = def.GroupVersion;
-            }
+            return def.Converter.FromStorage(stored);
         }
-        return served;
+        if (JsonKinds.GetString(stored["apiVersion"]) == def.GroupVersion)
+        {
+            return stored;
+        }
+        var relabelled = (JsonObject)stored.DeepClone();
+        relabelled["apiVersion"] = def.GroupVersion;
+        return relabelled;
     }
 
     public StoredObject Get(ResourceDefinition def, string ns, string name)

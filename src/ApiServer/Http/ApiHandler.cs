@@ -218,12 +218,14 @@ public sealed class ApiHandler
                 }
                 var limit = ParseInt(q["limit"], "limit") ?? 0;
                 var result = _service.List(def, ns, new ListOptions(labels, fields, limit, q["continue"]));
+                await _service.Store.WaitDurableAsync(result.ResourceVersion);
                 await WriteListAsync(ctx, def, result, asTable, includeObject);
                 return;
             }
             case "GET":
             {
                 var stored = _service.Get(def, ns ?? "", request.Name!);
+                await _service.Store.WaitDurableAsync(stored.ResourceVersion);
                 if (asTable)
                 {
                     var table = TableBuilder.Build(def, [(stored.Object, _service.ToServed(def, stored.Object))], stored.ResourceVersion, null, null, includeObject);
@@ -240,6 +242,7 @@ public sealed class ApiHandler
                 var body = await ReadObjectAsync(ctx);
                 var options = WriteOptionsFrom(q);
                 var created = _service.Create(def, ns, body, options);
+                await _service.Store.WaitDurableAsync();
                 await WriteWithWarningsAsync(ctx, 201, created, options);
                 return;
             }
@@ -248,6 +251,7 @@ public sealed class ApiHandler
                 var body = await ReadObjectAsync(ctx);
                 var options = WriteOptionsFrom(q);
                 var updated = _service.Update(def, ns ?? "", request.Name, body, statusOnly, options);
+                await _service.Store.WaitDurableAsync();
                 await WriteWithWarningsAsync(ctx, 200, updated, options);
                 return;
             }
@@ -271,6 +275,7 @@ public sealed class ApiHandler
                 var options = WriteOptionsFrom(q);
                 var exists = _service.Store.Get(def.StorageResource, ns ?? "", request.Name) is not null;
                 var patched = _service.Patch(def, ns ?? "", request.Name, contentType, patch, statusOnly, options);
+                await _service.Store.WaitDurableAsync();
                 await WriteWithWarningsAsync(ctx, exists || contentType != PatchTypes.Apply ? 200 : 201, patched, options);
                 return;
             }
@@ -278,6 +283,7 @@ public sealed class ApiHandler
             {
                 var options = await DeleteOptionsFromAsync(ctx);
                 var result = _service.Delete(def, ns ?? "", request.Name, options);
+                await _service.Store.WaitDurableAsync();
                 if (result.Deleted && !def.IsCustom)
                 {
                     await WriteJsonAsync(ctx, 200, new JsonObject
@@ -318,6 +324,7 @@ public sealed class ApiHandler
                         // Deleted meanwhile: the collection delete still succeeds.
                     }
                 }
+                await _service.Store.WaitDurableAsync();
                 await WriteJsonAsync(ctx, 200, new JsonObject { ["kind"] = "Status", ["apiVersion"] = "v1", ["metadata"] = new JsonObject(), ["status"] = "Success" });
                 return;
             }

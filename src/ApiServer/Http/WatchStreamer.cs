@@ -36,9 +36,10 @@ public sealed class WatchStreamer
         var store = _service.Store;
         WatchSubscription sub;
         List<StoredObject>? initial;
+        long snapshotRv;
         try
         {
-            (sub, initial, _) = store.Subscribe(def.StorageResource, ns, request.FromResourceVersion);
+            (sub, initial, snapshotRv) = store.Subscribe(def.StorageResource, ns, request.FromResourceVersion);
         }
         catch (ApiException e) when (e.Code == 410)
         {
@@ -65,6 +66,8 @@ public sealed class WatchStreamer
 
             if (initial is not null)
             {
+                // The initial state may hold changes still on their way to disk; it is sent once they are there.
+                await store.WaitDurableAsync(snapshotRv);
                 long lastRv = 0;
                 foreach (var o in initial)
                 {
@@ -77,7 +80,7 @@ public sealed class WatchStreamer
                 if (request.SendInitialEvents && request.AllowBookmarks)
                 {
                     // WatchList: the end of the initial state is marked by an annotated bookmark.
-                    WriteBookmark(buffer, def, store.CurrentResourceVersion, initialEventsEnd: true);
+                    WriteBookmark(buffer, def, snapshotRv, initialEventsEnd: true);
                 }
             }
             await FlushAsync(ctx, buffer, ct);

@@ -1,14 +1,21 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Threading.Channels;
 using Vmk.ApiServer.Http;
 
 namespace Vmk.ApiServer.Storage;
 
 /// <summary>
 /// All objects in memory, written through to SQLite, with one global resourceVersion sequence (as etcd's revision)
-/// and a bounded log of recent changes from which watches resume. Callers take <see cref="Gate"/> around every
-/// read-modify-write so that a commit, its resourceVersion and its watch event happen atomically and in order.
+/// and a bounded log of recent changes from which watches resume.
+/// <para>
+/// Callers take <see cref="Gate"/> around every read-modify-write, so a change and its resourceVersion are decided
+/// atomically and in order. Changes then reach disk by group commit: a flusher writes everything pending in one
+/// transaction (one fsync), and only after that publishes the watch events and releases the requests waiting in
+/// <see cref="WaitDurableAsync"/>. The HTTP layer waits there before answering any request, reads included, so a
+/// client never sees a change that a crash could still take back.
+/// </para>
 /// </summary>
 public sealed class ObjectStore : IDisposable
 {
@@ -18,10 +25,22 @@ public sealed class ObjectStore : IDisposable
     private readonly WatchEvent?[] _log;
     private readonly SqlitePersistence _persistence;
     private readonly int _watchQueueCapacity;
+    private readonly Channel<bool> _flushSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly List<(long Rv, TaskCompletionSource Done)> _waiters = [];
+    private readonly Task _flusher;
+    private List<PendingWrite> _pending = [];
+    private Exception? _storageFailure;
     private int _logStart;
     private int _logCount;
     private long _rv;
+    private long _durableRv;
     private long _compactedRv;
+    private int _disposed;
+    private long _batches;
+    private long _batchedWrites;
+
+    /// <summary>Group-commit statistics: transactions written and the changes they carried.</summary>
+    public (long Batches, long Writes) CommitStatistics => (Interlocked.Read(ref _batches), Interlocked.Read(ref _batchedWrites));
 
     public ObjectStore(string databasePath, int watchLogCapacity, int watchQueueCapacity, bool fullSync)
     {
@@ -39,12 +58,15 @@ public sealed class ObjectStore : IDisposable
                 _byUid[stored.Uid] = stored;
             }
         }
+        _durableRv = _rv;
         // Events before a restart are gone: a watch from an older version must relist (410), as after etcd compaction.
         _compactedRv = _rv;
+        _flusher = Task.Run(FlushLoopAsync);
     }
 
     public Lock Gate { get; } = new();
 
+    /// <summary>The last resourceVersion handed out (its change may still be on its way to disk).</summary>
     public long CurrentResourceVersion
     {
         get
@@ -117,14 +139,6 @@ public sealed class ObjectStore : IDisposable
         }
     }
 
-    public IReadOnlyList<string> Resources()
-    {
-        lock (Gate)
-        {
-            return _objects.Keys.ToList();
-        }
-    }
-
     /// <summary>Every object, for the garbage collector's scans.</summary>
     public List<StoredObject> All()
     {
@@ -137,13 +151,13 @@ public sealed class ObjectStore : IDisposable
     /// <summary>Commits a create or update. Caller holds <see cref="Gate"/>.</summary>
     public StoredObject Put(string resource, JsonObject obj, StoredObject? previous)
     {
+        ThrowIfFailed();
         var meta = obj["metadata"] as JsonObject ?? throw new InvalidOperationException("object without metadata");
-        var ns = meta["namespace"]?.GetValue<string>() ?? "";
-        var name = meta["name"]?.GetValue<string>() ?? throw new InvalidOperationException("object without name");
+        var ns = Schema.JsonKinds.GetString(meta["namespace"]) ?? "";
+        var name = Schema.JsonKinds.GetString(meta["name"]) ?? throw new InvalidOperationException("object without name");
         var rv = _rv + 1;
         meta["resourceVersion"] = rv.ToString(CultureInfo.InvariantCulture);
-        var json = JsonSerializer.SerializeToUtf8Bytes(obj, Http.JsonWire.Options);
-        _persistence.Upsert(resource, ns, name, rv, json);
+        var json = JsonSerializer.SerializeToUtf8Bytes(obj, JsonWire.Options);
         _rv = rv;
         var stored = new StoredObject(resource, ns, name, rv, obj, json);
         Map(resource)[stored.Key] = stored;
@@ -152,7 +166,7 @@ public sealed class ObjectStore : IDisposable
             _byUid.Remove(previous.Uid);
         }
         _byUid[stored.Uid] = stored;
-        Publish(new WatchEvent(previous is null ? WatchEvent.Added : WatchEvent.Modified, stored, previous, rv));
+        Enqueue(new PendingWrite(resource, ns, name, rv, json, new WatchEvent(previous is null ? WatchEvent.Added : WatchEvent.Modified, stored, previous, rv)));
         return stored;
     }
 
@@ -160,21 +174,122 @@ public sealed class ObjectStore : IDisposable
     /// Caller holds <see cref="Gate"/>.</summary>
     public StoredObject Remove(StoredObject previous, JsonObject finalState)
     {
+        ThrowIfFailed();
         var rv = _rv + 1;
         if (finalState["metadata"] is JsonObject meta)
         {
             meta["resourceVersion"] = rv.ToString(CultureInfo.InvariantCulture);
         }
-        _persistence.Delete(previous.Resource, previous.Namespace, previous.Name, rv);
         _rv = rv;
         Map(previous.Resource).Remove(previous.Key);
         _byUid.Remove(previous.Uid);
-        var json = JsonSerializer.SerializeToUtf8Bytes(finalState, Http.JsonWire.Options);
+        var json = JsonSerializer.SerializeToUtf8Bytes(finalState, JsonWire.Options);
         var gone = new StoredObject(previous.Resource, previous.Namespace, previous.Name, rv, finalState, json);
-        Publish(new WatchEvent(WatchEvent.Deleted, gone, previous, rv));
+        Enqueue(new PendingWrite(previous.Resource, previous.Namespace, previous.Name, rv, null, new WatchEvent(WatchEvent.Deleted, gone, previous, rv)));
         return gone;
     }
 
+    private void Enqueue(PendingWrite write)
+    {
+        _pending.Add(write);
+        _flushSignal.Writer.TryWrite(true);
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (_storageFailure is not null)
+        {
+            throw new ApiException(503, "ServiceUnavailable",
+                $"the server's storage failed ({_storageFailure.Message}); memory may be ahead of disk, so it serves nothing until restarted");
+        }
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            throw new ApiException(503, "ServiceUnavailable", "the server is shutting down");
+        }
+    }
+
+    /// <summary>Completes when every change up to <paramref name="rv"/> is on disk and published to watchers.</summary>
+    public Task WaitDurableAsync(long rv)
+    {
+        lock (Gate)
+        {
+            ThrowIfFailed();
+            if (rv <= _durableRv)
+            {
+                return Task.CompletedTask;
+            }
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((rv, done));
+            return done.Task;
+        }
+    }
+
+    /// <summary>Waits until everything handed out so far is durable.</summary>
+    public Task WaitDurableAsync() => WaitDurableAsync(CurrentResourceVersion);
+
+    private async Task FlushLoopAsync()
+    {
+        while (await _flushSignal.Reader.WaitToReadAsync())
+        {
+            _flushSignal.Reader.TryRead(out _);
+            FlushPending();
+        }
+        // Shutting down: whatever is still pending goes to disk too.
+        FlushPending();
+    }
+
+    private void FlushPending()
+    {
+        {
+            List<PendingWrite> batch;
+            lock (Gate)
+            {
+                batch = _pending;
+                _pending = [];
+            }
+            if (batch.Count == 0)
+            {
+                return;
+            }
+            try
+            {
+                _persistence.WriteBatch(batch);
+                Interlocked.Increment(ref _batches);
+                Interlocked.Add(ref _batchedWrites, batch.Count);
+            }
+            catch (Exception e)
+            {
+                lock (Gate)
+                {
+                    _storageFailure = e;
+                    foreach (var (_, done) in _waiters)
+                    {
+                        done.TrySetException(new ApiException(503, "ServiceUnavailable", $"the server's storage failed: {e.Message}"));
+                    }
+                    _waiters.Clear();
+                }
+                return;
+            }
+            lock (Gate)
+            {
+                foreach (var w in batch)
+                {
+                    Publish(w.Event);
+                }
+                _durableRv = batch[^1].ResourceVersion;
+                for (var i = _waiters.Count - 1; i >= 0; i--)
+                {
+                    if (_waiters[i].Rv <= _durableRv)
+                    {
+                        _waiters[i].Done.TrySetResult();
+                        _waiters.RemoveAt(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Caller holds <see cref="Gate"/>.</summary>
     private void Publish(WatchEvent e)
     {
         if (_logCount == _log.Length)
@@ -199,13 +314,15 @@ public sealed class ObjectStore : IDisposable
 
     /// <summary>
     /// Starts a watch. With <paramref name="fromRv"/>, replays every retained change after it (410 Gone if the log
-    /// no longer reaches back that far); without, the caller sends the current state first (returned as
-    /// <c>Initial</c>), taken atomically with the registration so no change falls between.
+    /// no longer reaches back that far); without, the caller sends <c>Initial</c> (the state at
+    /// <c>ResourceVersion</c>, once <see cref="WaitDurableAsync(long)"/> says it is durable) and the subscription
+    /// skips the changes that state already contains.
     /// </summary>
     public (WatchSubscription Subscription, List<StoredObject>? Initial, long ResourceVersion) Subscribe(string resource, string? ns, long? fromRv)
     {
         lock (Gate)
         {
+            ThrowIfFailed();
             var sub = new WatchSubscription(resource, ns, _watchQueueCapacity, Unsubscribe);
             List<StoredObject>? initial = null;
             if (fromRv is { } from)
@@ -229,6 +346,7 @@ public sealed class ObjectStore : IDisposable
                 initial = _objects.TryGetValue(resource, out var map)
                     ? map.Values.Where(o => ns is null || o.Namespace == ns).ToList()
                     : [];
+                sub.SkipThrough = _rv;
             }
             if (!_subscriptions.TryGetValue(resource, out var list))
             {
@@ -240,12 +358,13 @@ public sealed class ObjectStore : IDisposable
         }
     }
 
-    /// <summary>Queues a bookmark at the current version behind every change already queued for the watcher.</summary>
+    /// <summary>Queues a bookmark behind every change already queued for the watcher, at the last durable version
+    /// (every change up to it has been delivered or is queued).</summary>
     public void Bookmark(WatchSubscription sub)
     {
         lock (Gate)
         {
-            sub.OfferBookmark(_rv);
+            sub.OfferBookmark(Math.Max(_durableRv, sub.SkipThrough));
         }
     }
 
@@ -283,12 +402,16 @@ public sealed class ObjectStore : IDisposable
         }
     }
 
+    /// <summary>Flushes what is pending, then closes the database.</summary>
     public void Dispose()
     {
-        CloseWatches();
-        lock (Gate)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            _persistence.Dispose();
+            return;
         }
+        CloseWatches();
+        _flushSignal.Writer.TryComplete();
+        _flusher.GetAwaiter().GetResult();
+        _persistence.Dispose();
     }
 }

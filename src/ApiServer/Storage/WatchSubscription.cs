@@ -34,8 +34,15 @@ public sealed class WatchSubscription : IDisposable
     /// <summary>Set when the queue overflowed; the stream must end so the client re-watches.</summary>
     public bool Overflowed { get; private set; }
 
+    /// <summary>Changes up to this version are already in the initial state the watcher was sent.</summary>
+    internal long SkipThrough { get; set; }
+
     internal void Offer(WatchEvent e)
     {
+        if (e.ResourceVersion <= SkipThrough)
+        {
+            return;
+        }
         if (Namespace is not null && e.Object is not null && e.Object.Namespace != Namespace)
         {
             return;

@@ -22,6 +22,9 @@ internal static partial class ProcessInterop
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int chown(string path, int owner, int group);
+
     [StructLayout(LayoutKind.Sequential)]
     private struct PollFd
     {

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Vmk.Vmkernel.Qemu;
 using Vmk.Vmkernel.Qemu.Qmp;
 using Vmk.Vmkernel.Resources;
+using Vmk.Vmkernel.Storage;
 
 namespace Vmk.Vmkernel.Vm;
 
@@ -74,7 +75,8 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// The argv for this VM on this host, as a person would run it by hand. The VMkernel itself adds -S and
     /// resumes the guest with QMP `cont` once the console is attached.
     /// </summary>
-    public IReadOnlyList<string> BuildArgv() => QemuCommandLine.Build(Spec, Paths, _runtime.Qemu);
+    public IReadOnlyList<string> BuildArgv() =>
+        QemuCommandLine.Build(Spec with { Disks = _runtime.Storage.Describe(Name, Spec.Disks) }, Paths, _runtime.Qemu);
 
     /// <summary>Completes with the first status (the current one included) that satisfies <paramref name="match"/>.</summary>
     public Task<VmStatus> WaitForAsync(Func<VmStatus, bool> match, CancellationToken ct)
@@ -202,11 +204,13 @@ public sealed class VirtualMachine : IAsyncDisposable
         _process = process;
         try
         {
+            // Serve the disks again first: QEMU's NBD client is reconnecting to this host's socket.
+            await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait);
             _qmp = await QmpClient.ConnectAsync(Paths.QmpSocket, TimeSpan.FromSeconds(5), _logger, ct);
             _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
             await _console.ConnectAsync(ct);
         }
-        catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException or TimeoutException or VmkernelException)
         {
             SetStatus(VmState.Failed,
                 $"QEMU (pid {process.Pid}) runs but does not answer on {Paths.QmpSocket} ({e.Message}); kill it with `vmctl vm kill {Name}`",
@@ -273,7 +277,8 @@ public sealed class VirtualMachine : IAsyncDisposable
         }
         // Always start paused and let the guest run only once the console pump is attached: QEMU drops
         // console output that no client reads, and the first lines of a boot are the ones people need.
-        var argv = QemuCommandLine.Build(Spec with { StartPaused = true }, Paths, _runtime.Qemu);
+        var disks = await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait);
+        var argv = QemuCommandLine.Build(Spec with { StartPaused = true, Disks = disks }, Paths, _runtime.Qemu);
         _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
         _process = process;
@@ -380,6 +385,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         }
         _cgroup?.Delete();
         _cgroup = null;
+        await _runtime.Storage.DetachAsync(Name);
     }
 
     private async Task<bool> WaitExitAsync(TimeSpan timeout)

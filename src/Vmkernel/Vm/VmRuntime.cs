@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Vmk.Vmkernel.Qemu;
 using Vmk.Vmkernel.Resources;
+using Vmk.Vmkernel.Storage;
 
 namespace Vmk.Vmkernel.Vm;
 
@@ -11,4 +12,6 @@ internal sealed record VmRuntime(
     ICgroupManager? Cgroups,
     ILoggerFactory LoggerFactory,
     TimeSpan ShutdownTimeout,
-    TimeSpan StartTimeout);
+    TimeSpan StartTimeout,
+    StorageStack Storage,
+    TimeSpan DiskLeaseWait);

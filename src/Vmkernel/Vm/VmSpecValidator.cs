@@ -50,7 +50,18 @@ public static partial class VmSpecValidator
             {
                 errors.Add($"disks: two disks are named '{disk.Name}'");
             }
-            if (disk.NbdSocket is null && disk.File is null)
+            if (disk.Datastore is not null || disk.DatastoreDisk is not null)
+            {
+                if (disk.Datastore is null || disk.DatastoreDisk is null)
+                {
+                    errors.Add($"disk '{disk.Name}': a datastore disk needs both the datastore and the disk name");
+                }
+                if (disk.File is not null || disk.NbdSocket is not null)
+                {
+                    errors.Add($"disk '{disk.Name}': give a datastore disk, a file or an NBD socket, not several");
+                }
+            }
+            else if (disk.NbdSocket is null && disk.File is null)
             {
                 errors.Add($"disk '{disk.Name}': give a file or an NBD socket");
             }

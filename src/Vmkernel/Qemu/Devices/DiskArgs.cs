@@ -8,6 +8,12 @@ namespace Vmk.Vmkernel.Qemu.Devices;
 /// </summary>
 internal static class DiskArgs
 {
+    /// <summary>
+    /// How long QEMU holds a disk request while its NBD server is away: a VMkernel restart takes the server
+    /// down until the new process re-exports the disk (which may wait for this host's old disk leases).
+    /// </summary>
+    public const int ReconnectDelaySeconds = 60;
+
     public static void Append(List<string> argv, VmSpec spec, DiskSpec disk, int? bootIndex)
     {
         var node = $"disk-{disk.Name}";
@@ -17,7 +23,7 @@ internal static class DiskArgs
             var export = disk.NbdExport ?? disk.Name;
             argv.AddRange(["-blockdev",
                 $"driver=nbd,node-name={node},server.type=unix,server.path={QemuCommandLine.EscapeOptionValue(disk.NbdSocket)}," +
-                $"export={QemuCommandLine.EscapeOptionValue(export)},cache.direct=on,read-only={readOnly}"]);
+                $"export={QemuCommandLine.EscapeOptionValue(export)},reconnect-delay={ReconnectDelaySeconds},cache.direct=on,read-only={readOnly}"]);
         }
         else
         {
