@@ -40,6 +40,7 @@ builder.Services.AddHostedService(sp => sp.GetRequiredService<VmkernelRunner>())
 builder.Services.AddSingleton<VmOwnerStore>();
 builder.Services.AddSingleton<PathPolicy>();
 builder.Services.AddSingleton<HostAllocation>();
+builder.Services.AddSingleton<DatastoreObserver>();
 builder.Services.AddSingleton<VmSpecConverter>();
 builder.Services.AddGrpc(grpc =>
 {

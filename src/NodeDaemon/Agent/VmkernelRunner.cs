@@ -32,6 +32,7 @@ public sealed class VmkernelRunner(IOptions<DaemonOptions> options, ILoggerFacto
             Accelerator = accel,
             QemuUser = o.QemuUser,
             UseCgroups = o.UseCgroups,
+            HostName = o.EffectiveHostName,
         }, loggerFactory, cancellationToken);
         Started = DateTimeOffset.UtcNow;
         foreach (var vm in _host.VirtualMachines)

@@ -9,7 +9,7 @@ using Vmk.NodeDaemon.Protos;
 namespace Vmk.NodeDaemon.Services;
 
 /// <summary>HostService: what this host has, what is promised, how it runs VMs.</summary>
-public sealed class HostApi(VmkernelRunner vmkernel, HostAllocation allocation, IOptions<DaemonOptions> options) : HostService.HostServiceBase
+public sealed class HostApi(VmkernelRunner vmkernel, HostAllocation allocation, DatastoreObserver datastores, IOptions<DaemonOptions> options) : HostService.HostServiceBase
 {
     public static string Version { get; } =
         typeof(HostApi).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown";
@@ -41,6 +41,7 @@ public sealed class HostApi(VmkernelRunner vmkernel, HostAllocation allocation, 
         {
             info.VmsByState[vm.State.ToString()]++;
         }
+        info.Datastores.AddRange(datastores.Snapshot().Select(DatastoreApi.ToProto));
         return Task.FromResult(info);
     }
 

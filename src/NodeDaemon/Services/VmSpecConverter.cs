@@ -13,7 +13,7 @@ namespace Vmk.NodeDaemon.Services;
 /// back. Malformed fields are INVALID_ARGUMENT, all named at once; a well-formed spec this host cannot run is
 /// FAILED_PRECONDITION.
 /// </summary>
-public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation)
+public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation, VmkernelRunner storage)
 {
     public const long DefaultMemoryBytes = 256L << 20;
 
@@ -40,11 +40,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation)
         var memory = spec.Memory?.SizeBytes is > 0 ? spec.Memory.SizeBytes : DefaultMemoryBytes;
         var resources = ToResources(spec, topology, invalid);
         var boot = ToBoot(spec.Boot, invalid, unsatisfiable);
-        foreach (var disk in spec.Disks)
-        {
-            // Datastore disks reach QEMU through the VMkernel's NBD server once the datastore is mounted here.
-            unsatisfiable.Add($"disk '{disk.Name}': datastore '{disk.Datastore}' is not mounted on this host; mount it first (DatastoreService.Mount)");
-        }
+        var disks = ToDisks(spec, invalid, unsatisfiable);
         foreach (var nic in spec.Nics)
         {
             unsatisfiable.Add($"nic '{nic.Name}': port group '{nic.PortGroup}' is not realized on this host; apply it first (PortGroupService.Apply, issue 7)");
@@ -81,6 +77,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation)
             Cpu = topology,
             MemoryBytes = memory,
             Boot = boot,
+            Disks = disks,
             Resources = resources,
         };
     }
@@ -137,7 +134,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation)
         };
         foreach (var disk in spec.Disks)
         {
-            pb.Disks.Add(new Api.DiskSpec { Name = disk.Name, ReadOnly = disk.ReadOnly });
+            pb.Disks.Add(new Api.DiskSpec { Name = disk.Name, Datastore = disk.Datastore ?? "", Disk = disk.DatastoreDisk ?? "", ReadOnly = disk.ReadOnly });
         }
         foreach (var nic in spec.Nics)
         {
@@ -156,6 +153,33 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation)
         Vk.VmState.Failed => Api.VmState.Failed,
         _ => Api.VmState.Unspecified,
     };
+
+    // Only datastore disks: the API has no way to name a host file or a foreign NBD socket as a disk.
+    private List<Vk.DiskSpec> ToDisks(Api.VmSpec spec, List<string> invalid, List<string> unsatisfiable)
+    {
+        var disks = new List<Vk.DiskSpec>();
+        foreach (var disk in spec.Disks)
+        {
+            if (string.IsNullOrEmpty(disk.Name) || string.IsNullOrEmpty(disk.Datastore) || string.IsNullOrEmpty(disk.Disk))
+            {
+                invalid.Add($"spec.disks['{disk.Name}']: give name, datastore and disk");
+                continue;
+            }
+            var mount = storage.Host.Storage.Datastores.FirstOrDefault(d => d.Name == disk.Datastore);
+            if (mount is null)
+            {
+                unsatisfiable.Add($"disk '{disk.Name}': datastore '{disk.Datastore}' is not mounted on this host; mount it first (DatastoreService.Mount)");
+                continue;
+            }
+            if (!mount.Datastore.List().Any(d => d.Name == disk.Disk))
+            {
+                unsatisfiable.Add($"disk '{disk.Name}': datastore '{disk.Datastore}' has no virtual disk '{disk.Disk}'; create it first (vmctl disk create)");
+                continue;
+            }
+            disks.Add(new Vk.DiskSpec { Name = disk.Name, Datastore = disk.Datastore, DatastoreDisk = disk.Disk, ReadOnly = disk.ReadOnly });
+        }
+        return disks;
+    }
 
     private Vk.BootSpec ToBoot(Api.BootSpec? boot, List<string> invalid, List<string> unsatisfiable)
     {
