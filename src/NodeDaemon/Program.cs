@@ -41,6 +41,7 @@ builder.Services.AddSingleton<VmOwnerStore>();
 builder.Services.AddSingleton<PathPolicy>();
 builder.Services.AddSingleton<HostAllocation>();
 builder.Services.AddSingleton<DatastoreObserver>();
+builder.Services.AddHostedService<HostReporter>();
 builder.Services.AddSingleton<VmSpecConverter>();
 builder.Services.AddGrpc(grpc =>
 {
