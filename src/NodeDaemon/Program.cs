@@ -3,6 +3,7 @@
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Prometheus;
 using Vmk.NodeDaemon.Agent;
 using Vmk.NodeDaemon.Client.Security;
 using Vmk.NodeDaemon.Configuration;
@@ -42,6 +43,10 @@ builder.Services.AddSingleton<PathPolicy>();
 builder.Services.AddSingleton<HostAllocation>();
 builder.Services.AddSingleton<DatastoreObserver>();
 builder.Services.AddHostedService<HostReporter>();
+builder.Services.AddSingleton<MetricsCollector>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<MetricsCollector>());
+// Only what the daemon defines plus the process's own figures: no .NET meter or event-counter series.
+Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressMeters = true, SuppressEventCounters = true, SuppressDebugMetrics = true });
 builder.Services.AddSingleton<VmSpecConverter>();
 builder.Services.AddGrpc(grpc =>
 {
@@ -66,6 +71,7 @@ app.MapGrpcService<VmApi>();
 app.MapGrpcService<DatastoreApi>();
 app.MapGrpcService<PortGroupApi>();
 app.MapGrpcService<MigrationApi>();
+app.MapMetrics("/metrics");
 
 await app.StartAsync();
 var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
