@@ -24,13 +24,15 @@ for project in tests/*/*.Tests.csproj; do
       --blame-hang-timeout 10m --logger "console;verbosity=normal" 2>&1 | tee "$log"; then
     status=1
   fi
-  # vstest's summary: "Passed!  - Failed:     0, Passed:    14, Skipped:     0, Total:    14, ..."
-  if line=$(grep -E '^(Passed|Failed)!' "$log" | tail -n 1); then
-    f=$(sed -E 's/.*Failed: *([0-9]+).*/\1/' <<<"$line")
-    p=$(sed -E 's/.*Passed: *([0-9]+).*/\1/' <<<"$line")
-    s=$(sed -E 's/.*Skipped: *([0-9]+).*/\1/' <<<"$line")
-    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-  fi
+  # vstest's summary block: "Total tests: 45", "     Passed: 44", "     Failed: 1", "    Skipped: 0"
+  for kind in Passed Failed Skipped; do
+    n=$(grep -E "^ +$kind: +[0-9]+$" "$log" | tail -n 1 | grep -oE '[0-9]+' || true)
+    case $kind in
+      Passed) passed=$((passed + ${n:-0})) ;;
+      Failed) failed=$((failed + ${n:-0})) ;;
+      Skipped) skipped=$((skipped + ${n:-0})) ;;
+    esac
+  done
 done
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if (( failed > 0 )); then status=1; fi

@@ -283,6 +283,34 @@ public sealed class VirtualMachine : IAsyncDisposable
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
         _process = process;
 
+        try
+        {
+            _qmp = await ConnectQmpAsync(process, ct);
+            _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
+            await _console.ConnectAsync(ct);
+            StartWatching();
+            if (!Spec.StartPaused)
+            {
+                await _qmp.ExecuteAsync("cont", ct: ct);
+            }
+        }
+        catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException)
+        {
+            // QEMU may open its sockets and only then refuse the configuration (a bad kernel image, say): its
+            // own words on stderr say why, not the broken connection.
+            await process.Exited.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (process.HasExited)
+            {
+                throw new VmkernelException($"QEMU exited while starting VM '{Name}': {DescribeStderr(process)}", e);
+            }
+            throw;
+        }
+        var qemuStatus = await _qmp.QueryStatusAsync();
+        SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused, $"QEMU pid {process.Pid} started ({qemuStatus})", stopRequested: false);
+    }
+
+    private async Task<QmpClient> ConnectQmpAsync(QemuProcess process, CancellationToken ct)
+    {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connect = QmpClient.ConnectAsync(Paths.QmpSocket, _runtime.StartTimeout, _logger, deadline.Token);
         if (await Task.WhenAny(connect, process.Exited) != connect)
@@ -291,16 +319,7 @@ public sealed class VirtualMachine : IAsyncDisposable
             await ((Task)connect).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             throw new VmkernelException($"QEMU exited while starting VM '{Name}': {DescribeStderr(process)}");
         }
-        _qmp = await connect;
-        _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
-        await _console.ConnectAsync(ct);
-        StartWatching();
-        if (!Spec.StartPaused)
-        {
-            await _qmp.ExecuteAsync("cont", ct: ct);
-        }
-        var qemuStatus = await _qmp.QueryStatusAsync();
-        SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused, $"QEMU pid {process.Pid} started ({qemuStatus})", stopRequested: false);
+        return await connect;
     }
 
     private static string DescribeStderr(QemuProcess process)

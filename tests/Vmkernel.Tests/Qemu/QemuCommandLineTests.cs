@@ -99,7 +99,7 @@ public class QemuCommandLineTests
         var argv = QemuCommandLine.Build(Guest(s => s with { Disks = [disk] }), Paths, Tcg);
 
         Assert.Equal(
-            "driver=nbd,node-name=disk-d0,server.type=unix,server.path=/run/vmk/nbd.sock,export=ds1/web1-root,cache.direct=on,read-only=on",
+            "driver=nbd,node-name=disk-d0,server.type=unix,server.path=/run/vmk/nbd.sock,export=ds1/web1-root,reconnect-delay=60,cache.direct=on,read-only=on",
             After(argv, "-blockdev"));
     }
 

@@ -447,6 +447,11 @@ public sealed class QmpClient : IAsyncDisposable
         {
             return; // Close disposed the socket under the pending read.
         }
+        catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionReset })
+        {
+            // What a QEMU that quits or dies looks like from here: an end, not a fault.
+            reason = "QEMU reset the QMP connection: it exited, was killed, or executed 'quit'";
+        }
         catch (Exception e)
         {
             QmpLog.ReadFailed(_logger, SocketPath, e);

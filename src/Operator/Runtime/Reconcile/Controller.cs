@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using k8s;
+using k8s.Models;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vmk.Operator.Runtime.Informer;
+using Vmk.Operator.Runtime.Metrics;
+using Vmk.Operator.Runtime.Queue;
+
+namespace Vmk.Operator.Runtime.Reconcile;
+
+/// <summary>
+/// Wires an <see cref="Informer{T}"/>, a <see cref="WorkQueue{TKey}"/> of <see cref="ObjectKey"/>s and an
+/// <see cref="IReconciler{T}"/>: informer events queue keys (updates only when spec or relevant metadata changed),
+/// N workers take keys and reconcile the cached object, and the result decides what happens to the key.
+/// Exceptions are logged and retried with backoff; they never stop the controller. Each run builds a fresh
+/// cache and queue, so the host can stop it on losing leadership and start it again on winning it back.
+/// </summary>
+public sealed class Controller<T> : IController
+    where T : class, IKubernetesObject<V1ObjectMeta>
+{
+    private readonly IResourceApi<T> _api;
+    private readonly IReconciler<T> _reconciler;
+    private readonly ControllerOptions _options;
+    private readonly RuntimeMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly ILoggerFactory _loggerFactory;
+    private Informer<T>? _informer;
+
+    public Controller(string name, IResourceApi<T> api, IReconciler<T> reconciler, ControllerOptions? options = null,
+        RuntimeMetrics? metrics = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        Name = name;
+        _api = api;
+        _reconciler = reconciler;
+        _options = options ?? new ControllerOptions();
+        if (_options.Workers < 1)
+        {
+            throw new ArgumentException($"controller '{name}': Workers must be at least 1 (was {_options.Workers})", nameof(options));
+        }
+        _metrics = metrics ?? RuntimeMetrics.Default;
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger("Vmk.Operator.Controller." + name);
+    }
+
+    public string Name { get; }
+
+    /// <summary>The cache of the current run (null when not running): what a reconciler reads other objects from.</summary>
+    public ObjectCache<T>? Cache => Volatile.Read(ref _informer)?.Cache;
+
+    /// <summary>The current run's informer (null when not running).</summary>
+    public Informer<T>? Informer => Volatile.Read(ref _informer);
+
+    /// <summary>Raised after each reconcile with its key and outcome (the exception for failures), for tests and tracing.</summary>
+    public event Action<ObjectKey, ReconcileResult?, Exception?>? Reconciled;
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        var informer = new Informer<T>(_api, _options.Informer, _loggerFactory.CreateLogger("Vmk.Operator.Informer." + _api.Resource));
+        using var queue = new WorkQueue<ObjectKey>(Name, _options.RateLimiter, _metrics);
+        informer.Added += o => queue.Add(ObjectKey.Of(o));
+        informer.Updated += (previous, current) =>
+        {
+            if (Generations.SpecOrMetadataChanged(previous, current))
+            {
+                queue.Add(ObjectKey.Of(current));
+            }
+        };
+        informer.Deleted += o => queue.Add(ObjectKey.Of(o));
+        Volatile.Write(ref _informer, informer);
+
+        using var stopping = ct.Register(queue.ShutDown);
+        var informerRun = Task.Run(() => informer.RunAsync(ct), CancellationToken.None);
+        try
+        {
+            try
+            {
+                await informer.WaitForSyncAsync(ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            _logger.LogInformation("Controller {Controller} synced {Count} objects; starting {Workers} workers", Name, informer.Cache.Count, _options.Workers);
+            var workers = new List<Task>();
+            for (var i = 0; i < _options.Workers; i++)
+            {
+                workers.Add(Task.Run(() => WorkAsync(informer, queue, ct), CancellationToken.None));
+            }
+            if (_options.ResyncPeriod is { } period)
+            {
+                workers.Add(ResyncAsync(informer, queue, period, ct));
+            }
+            await Task.WhenAll(workers).ConfigureAwait(false);
+        }
+        finally
+        {
+            queue.ShutDown();
+            await informerRun.ConfigureAwait(false);
+            Volatile.Write(ref _informer, null);
+            _logger.LogInformation("Controller {Controller} stopped", Name);
+        }
+    }
+
+    private async Task WorkAsync(Informer<T> informer, WorkQueue<ObjectKey> queue, CancellationToken ct)
+    {
+        while (true)
+        {
+            var (ok, key) = await queue.GetAsync(CancellationToken.None).ConfigureAwait(false);
+            if (!ok)
+            {
+                return;
+            }
+            try
+            {
+                // Stopping (leadership lost): leave the rest to whoever leads next rather than act without the lease.
+                if (!ct.IsCancellationRequested)
+                {
+                    await ReconcileOneAsync(informer, queue, key, ct).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                queue.Done(key);
+            }
+        }
+    }
+
+    private async Task ReconcileOneAsync(Informer<T> informer, WorkQueue<ObjectKey> queue, ObjectKey key, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        ReconcileResult? result = null;
+        Exception? failure = null;
+        try
+        {
+            var obj = informer.Cache.Get(key);
+            result = obj is null
+                ? await _reconciler.ReconcileDeletedAsync(key, ct).ConfigureAwait(false)
+                : await _reconciler.ReconcileAsync(obj, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        finally
+        {
+            _metrics.ReconcileTime.WithLabels(Name).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+
+        if (failure is not null)
+        {
+            _metrics.ReconcileTotal.WithLabels(Name, "error").Inc();
+            _metrics.ReconcileErrors.WithLabels(Name).Inc();
+            queue.AddRateLimited(key);
+            _logger.LogError(failure, "Reconcile of {Key} by {Controller} failed (attempt {Attempt}); retrying with backoff", key, Name, queue.NumRequeues(key));
+        }
+        else
+        {
+            queue.Forget(key);
+            switch (result!.Outcome)
+            {
+                case ReconcileOutcome.RequeueAfter:
+                    _metrics.ReconcileTotal.WithLabels(Name, "requeue_after").Inc();
+                    queue.AddAfter(key, result.Delay);
+                    break;
+                case ReconcileOutcome.Terminal:
+                    _metrics.ReconcileTotal.WithLabels(Name, "terminal").Inc();
+                    _logger.LogWarning("Reconcile of {Key} by {Controller} stopped: {Reason}; it runs again when the object changes", key, Name, result.Reason);
+                    break;
+                default:
+                    _metrics.ReconcileTotal.WithLabels(Name, "success").Inc();
+                    break;
+            }
+        }
+        try
+        {
+            Reconciled?.Invoke(key, result, failure);
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Reconciled handler of {Controller} failed", Name);
+        }
+    }
+
+    private static async Task ResyncAsync(Informer<T> informer, WorkQueue<ObjectKey> queue, TimeSpan period, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(period);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                foreach (var key in informer.Cache.Keys())
+                {
+                    queue.Add(key);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+}

@@ -1,0 +1,8 @@
+namespace Vmk.Operator.Runtime.Reconcile;
+
+public enum ReconcileOutcome
+{
+    Done,
+    RequeueAfter,
+    Terminal,
+}
