@@ -199,14 +199,23 @@ public sealed class QmpClient : IAsyncDisposable
             ThrowIfClosed(command);
             using var timeoutCts = new CancellationTokenSource(limit);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeoutCts.Token);
+            var started = Stopwatch.GetTimestamp();
+            var outcome = "error";
             try
             {
                 await WriteAsync(command, message, linked.Token).ConfigureAwait(false);
-                return await reply.Task.WaitAsync(linked.Token).ConfigureAwait(false);
+                var result = await reply.Task.WaitAsync(linked.Token).ConfigureAwait(false);
+                outcome = "ok";
+                return result;
             }
             catch (OperationCanceledException) when (timeoutCts.IsCancellationRequested && !ct.IsCancellationRequested)
             {
+                outcome = "timeout";
                 throw new QmpTimeoutException(command, limit);
+            }
+            finally
+            {
+                QmpMetrics.Record(command, outcome, started);
             }
         }
         finally

@@ -1,0 +1,8 @@
+namespace Vmk.NodeDaemon.Agent;
+
+public enum VmChangeKind
+{
+    Defined,
+    Changed,
+    Deleted,
+}

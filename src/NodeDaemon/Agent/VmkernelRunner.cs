@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Options;
+using Vmk.NodeDaemon.Configuration;
+using Vmk.Vmkernel;
+using Vmk.Vmkernel.Qemu.Accel;
+
+namespace Vmk.NodeDaemon.Agent;
+
+/// <summary>
+/// Owns the host's one <see cref="VmkernelHost"/>. Opening it re-adopts every VM a previous vmkerneld left running;
+/// stopping lets go of them without stopping them, so a restart or upgrade of the daemon never stops a VM.
+/// Hosted services start before Kestrel accepts calls, so no handler ever sees the VMkernel missing.
+/// </summary>
+public sealed class VmkernelRunner(IOptions<DaemonOptions> options, ILoggerFactory loggerFactory, VmEventHub events) : IHostedService
+{
+    private readonly ILogger _logger = loggerFactory.CreateLogger<VmkernelRunner>();
+    private VmkernelHost? _host;
+
+    public VmkernelHost Host => _host ?? throw new InvalidOperationException("the VMkernel is not open yet");
+
+    public DateTimeOffset Started { get; private set; }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var o = options.Value;
+        if (!Enum.TryParse<AcceleratorMode>(o.Accelerator, ignoreCase: true, out var accel))
+        {
+            throw new ArgumentException($"accelerator '{o.Accelerator}' is not one of auto, kvm, tcg");
+        }
+        _host = await VmkernelHost.OpenAsync(new VmkernelOptions
+        {
+            StateDirectory = o.StateDirectory,
+            Accelerator = accel,
+            QemuUser = o.QemuUser,
+            UseCgroups = o.UseCgroups,
+            HostName = o.EffectiveHostName,
+        }, loggerFactory, cancellationToken);
+        Started = DateTimeOffset.UtcNow;
+        foreach (var vm in _host.VirtualMachines)
+        {
+            events.Attach(vm);
+        }
+        _logger.LogInformation("VMkernel open on {StateDirectory}: {Count} VMs adopted, accelerator {Accelerator}",
+            o.StateDirectory, _host.VirtualMachines.Count, _host.Accelerator.Accelerator);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_host is not null)
+        {
+            // Lets go of QEMU processes without stopping them; the next vmkerneld adopts them.
+            await _host.DisposeAsync();
+            _logger.LogInformation("VMkernel closed; VMs keep running");
+        }
+    }
+}
