@@ -25,6 +25,11 @@ public static class NftRuleset
             // Each host's dnsmasq serves its own VMs only: DHCP never crosses the uplink.
             sb.Append("\t\tiifname \"").Append(up).Append("\" udp dport { 67, 68 } drop\n");
         }
+        if (spec.VlanId != PortGroupSpec.TrunkVlan)
+        {
+            // Only a trunk (VLAN 4095) carries frames the guest tagged itself, as on a vSphere port group.
+            sb.Append("\t\tether type 8021q drop\n");
+        }
         foreach (var port in record.Ports)
         {
             if (spec.Security.ChecksSourceMac)

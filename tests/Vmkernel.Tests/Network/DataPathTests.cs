@@ -102,6 +102,23 @@ public sealed class DataPathTests : IAsyncLifetime
         }
     }
 
+    [Theory]
+    [InlineData(4095, true)]
+    [InlineData(0, false)]
+    public async Task Frames_the_guest_tags_itself_pass_only_a_trunk(int vlan, bool passes)
+    {
+        await _sw.ApplyAsync(new PortGroupSpec { Name = "pg", VlanId = vlan });
+        var (a, macA) = await PortAsync("a", "pg");
+        var (b, _) = await PortAsync("b", "pg");
+
+        a.Send(Frames.Tagged(Frames.Raw(macA, Frames.Broadcast, 60), 100));
+        var seen = b.ReceiveMatching(f => Frames.Source(f) == macA && Frames.VlanId(f) == 100, passes ? Arrives : Quiet);
+
+        Assert.Equal(passes, seen is not null);
+        a.Send(Frames.Raw(macA, Frames.Broadcast, 60)); // untagged frames pass either way
+        Assert.NotNull(b.ReceiveMatching(f => IsProbe(f) && Frames.Source(f) == macA, Arrives));
+    }
+
     [Fact]
     public async Task Shaping_limits_what_a_vm_port_sends_and_receives()
     {

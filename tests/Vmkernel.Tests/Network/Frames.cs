@@ -73,6 +73,21 @@ internal static class Frames
         return f;
     }
 
+    /// <summary>The frame with an 802.1Q tag for <paramref name="vid"/> inserted after the MAC addresses.</summary>
+    public static byte[] Tagged(byte[] frame, int vid)
+    {
+        var f = new byte[frame.Length + 4];
+        frame.AsSpan(0, 12).CopyTo(f);
+        BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(12), 0x8100);
+        BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(14), (ushort)vid);
+        frame.AsSpan(12).CopyTo(f.AsSpan(16));
+        return f;
+    }
+
+    /// <summary>The VLAN ID of a tagged frame, or null for an untagged one.</summary>
+    public static int? VlanId(byte[] frame) =>
+        EtherType(frame) == 0x8100 ? BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(14)) & 0xfff : null;
+
     private static void Ethernet(byte[] f, string dst, string src, ushort type)
     {
         Mac(dst).CopyTo(f, 0);
