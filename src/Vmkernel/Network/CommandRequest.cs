@@ -11,7 +11,8 @@ public sealed record CommandRequest(string Program, IReadOnlyList<string> Args, 
         (Program == "ip" && Args.Count > 0 && Args[0] == "-j")
         || (Program == "nft" && Args.Count > 0 && Args[0] == "-j")
         || (Program == "tc" && Args.Count > 0 && Args[0] == "-j")
-        || (Program == "bridge" && Args.Count > 0 && Args[0] == "-j");
+        || (Program == "bridge" && Args.Count > 0 && Args[0] == "-j")
+        || Program == "ping";
 
     public override string ToString() =>
         Program + " " + string.Join(' ', Args) + (Stdin is null ? "" : " <<EOF\n" + Stdin + "EOF");

@@ -249,7 +249,31 @@ public sealed class VSwitch
             .ToList();
     }
 
-    internal ICommandRunner Runner => _runner;
+    public ICommandRunner Runner => _runner;
+
+    /// <summary>True when this port group's dnsmasq runs with the arguments its spec asks for.</summary>
+    public bool IsDhcpRunning(PortGroupRecord record) => DnsmasqRunning(record, out _);
+
+    /// <summary>Bridge forwarding entries of the VXLAN device: how many remote MACs were learned behind each peer.</summary>
+    public async Task<IReadOnlyDictionary<string, int>> LearnedMacsPerPeerAsync(string device, CancellationToken ct = default)
+    {
+        var r = await _runner.RunAsync(new CommandRequest("bridge", ["-j", "fdb", "show", "dev", device]), ct);
+        var result = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (!r.Ok || string.IsNullOrWhiteSpace(r.Stdout))
+        {
+            return result;
+        }
+        using var doc = JsonDocument.Parse(r.Stdout);
+        foreach (var e in doc.RootElement.EnumerateArray())
+        {
+            if (e.TryGetProperty("dst", out var dst) && e.TryGetProperty("mac", out var mac) && mac.GetString() != "00:00:00:00:00:00")
+            {
+                var key = dst.GetString()!;
+                result[key] = result.GetValueOrDefault(key) + 1;
+            }
+        }
+        return result;
+    }
 
     // ---- apply -------------------------------------------------------------------------------------------
 
