@@ -5,4 +5,5 @@ var root = new RootCommand("vmctl: run and manage VMkernel virtual machines, dat
 root.Subcommands.Add(VmCommands.Create());
 root.Subcommands.Add(DsCommands.Create());
 root.Subcommands.Add(DiskCommands.Create());
+root.Subcommands.Add(NetCommands.Create());
 return await root.Parse(args).InvokeAsync();
