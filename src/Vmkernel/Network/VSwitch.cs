@@ -360,7 +360,7 @@ public sealed class VSwitch
         // A changed uplink: let go of the old one first (delete what we created, free a NIC we borrowed).
         if (existing?.UplinkPort is { } oldPort && (oldPort != record.UplinkPort || !UplinkMatches(record, links)))
         {
-            await ReleaseUplinkAsync(existing, ct);
+            await ReleaseUplinkAsync(existing, links, ct);
             links = await ReadLinksAsync(ct);
         }
         // The uplink device comes first: it is what a host is most likely unable to build, and nothing else
@@ -563,8 +563,9 @@ public sealed class VSwitch
 
     private async Task<bool> TableExistsAsync(string table, CancellationToken ct)
     {
-        var r = await _runner.RunAsync(new CommandRequest("nft", ["-j", "list", "tables", "bridge"]), ct);
-        return r.Ok && r.Stdout.Contains($"\"name\": \"{table}\"", StringComparison.Ordinal);
+        // Listing one table by name: `list tables` builds nft's cache of every table, seconds with a hundred of them.
+        var r = await _runner.RunAsync(new CommandRequest("nft", ["-j", "list", "table", "bridge", table]), ct);
+        return r.Ok;
     }
 
     // ---- dnsmasq -------------------------------------------------------------------------------------------
@@ -666,8 +667,8 @@ public sealed class VSwitch
         {
             await RunQuietAsync(Ip("link", "del", port.Tap), ct);
         }
-        await ReleaseUplinkAsync(record, ct);
         var links = await ReadLinksAsync(ct);
+        await ReleaseUplinkAsync(record, links, ct);
         if (links.ContainsKey(record.Bridge))
         {
             await RunCheckedAsync(Ip("link", "del", record.Bridge), $"delete bridge {record.Bridge}", ct);
@@ -676,14 +677,9 @@ public sealed class VSwitch
         File.Delete(Paths.Record(name));
     }
 
-    private async Task ReleaseUplinkAsync(PortGroupRecord record, CancellationToken ct)
+    private async Task ReleaseUplinkAsync(PortGroupRecord record, IReadOnlyDictionary<string, LinkInfo> links, CancellationToken ct)
     {
-        if (record.UplinkPort is not { } port)
-        {
-            return;
-        }
-        var links = await ReadLinksAsync(ct);
-        if (!links.TryGetValue(port, out var link))
+        if (record.UplinkPort is not { } port || !links.TryGetValue(port, out var link))
         {
             return;
         }

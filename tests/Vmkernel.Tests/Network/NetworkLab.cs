@@ -81,25 +81,42 @@ public sealed class NetworkLab : IAsyncDisposable
     {
         foreach (var ns in _namespaces.AsEnumerable().Reverse())
         {
-            var pids = await Sh($"ip netns pids {ns}", check: false);
-            foreach (var line in pids.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            // Kill everything first, then wait for all at once: a killed dnsmasq whose parent is init stays a
+            // zombie until init reaps it, and counts as gone.
+            var pids = (await Sh($"ip netns pids {ns}", check: false))
+                .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(l => int.TryParse(l.Trim(), out var pid) ? pid : 0)
+                .Where(pid => pid > 0)
+                .ToList();
+            foreach (var pid in pids)
             {
-                if (int.TryParse(line.Trim(), out var pid))
-                {
-                    try
-                    {
-                        using var p = Process.GetProcessById(pid);
-                        p.Kill();
-                        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
-                    }
-                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or TimeoutException)
-                    {
-                    }
-                }
+                kill(pid, 9);
+            }
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (pids.Any(Runs) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20); // polling /proc: processes we did not start give no exit event
             }
             await Sh($"ip netns del {ns}", check: false);
         }
     }
+
+    /// <summary>Alive and not a zombie waiting for a reaper.</summary>
+    public static bool Runs(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
 }
 
 /// <summary>One "host" of a <see cref="NetworkLab"/>: its namespace and fabric address.</summary>

@@ -83,7 +83,7 @@ public sealed class PortGroupKernelTests : IAsyncLifetime
 
         Assert.Equal(Names(before), Names(await InHost("ip -j link show")));
         Assert.Equal("", (await InHost("nft list ruleset")).Trim());
-        Assert.False(ProcessRuns(dnsmasqPid), "dnsmasq still runs");
+        Assert.False(NetworkLab.Runs(dnsmasqPid), "dnsmasq still runs");
         Assert.Empty(Directory.EnumerateFiles(_sw.Paths.Root, "*", SearchOption.AllDirectories));
         Assert.Empty(_sw.PortGroups);
     }
@@ -141,20 +141,6 @@ public sealed class PortGroupKernelTests : IAsyncLifetime
         Assert.Contains("ipam.subnet: 10.77.0.128/25 overlaps 10.77.0.0/24 of port group 'web'", e.Message);
         Assert.Null(_sw.Find("db"));
         Assert.DoesNotContain(DeviceNames.Bridge("db"), (await _sw.ReadLinksAsync()).Keys);
-    }
-
-    /// <summary>Alive and not a zombie waiting for a reaper.</summary>
-    internal static bool ProcessRuns(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            return stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
     }
 
     private static List<string> Names(string ipJson)
