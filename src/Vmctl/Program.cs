@@ -6,4 +6,5 @@ root.Subcommands.Add(VmCommands.Create());
 root.Subcommands.Add(DsCommands.Create());
 root.Subcommands.Add(DiskCommands.Create());
 root.Subcommands.Add(StandaloneCommand.Create());
+root.Subcommands.Add(NetCommands.Create());
 return await root.Parse(args).InvokeAsync();

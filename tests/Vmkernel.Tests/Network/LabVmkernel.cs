@@ -1,0 +1,85 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Vmk.Vmkernel.Network;
+using Vmk.Vmkernel.Tests.Vm;
+using Vmk.Vmkernel.Vm;
+
+namespace Vmk.Vmkernel.Tests.Network;
+
+/// <summary>
+/// The VMkernel of one lab host: its VMs' QEMUs run inside the host's namespace (a two-line nsenter wrapper
+/// given as the QEMU binary, as if vmkerneld itself ran there) and its vSwitch issues every request in it.
+/// </summary>
+public sealed class LabVmkernel : IAsyncDisposable
+{
+    private static readonly TimeSpan Boot = TimeSpan.FromSeconds(240);
+    private readonly VmHostFixture _fixture = new();
+
+    private LabVmkernel(LabHost host) => Host = host;
+
+    public LabHost Host { get; }
+
+    public VmkernelHost Vmkernel { get; private set; } = null!;
+
+    public VSwitch Switch { get; private set; } = null!;
+
+    public static async Task<LabVmkernel> OpenAsync(LabHost host)
+    {
+        var lab = new LabVmkernel(host);
+        var wrapper = Path.Combine(lab._fixture.StateDirectory, "qemu-in-netns");
+        await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec nsenter --net=/run/netns/{host.Namespace} qemu-system-x86_64 \"$@\"\n");
+        await NetworkLab.Sh($"chmod 700 {wrapper}");
+        lab.Vmkernel = await lab._fixture.OpenAsync(o => o with { QemuBinary = wrapper });
+        lab.Switch = VSwitch.Open(lab._fixture.StateDirectory, new ProcessCommandRunner(host.Namespace), NullLogger.Instance);
+        return lab;
+    }
+
+    /// <summary>Boots the test guest with one NIC on the port group and waits for the address DHCP gave it.</summary>
+    public async Task<(VirtualMachine Vm, NicSpec Nic, string Address)> BootAsync(string name, string portGroup, string extraCmdline = "")
+    {
+        var nic = await Switch.CreateTapAsync(name, "eth0", portGroup);
+        var vm = await Vmkernel.DefineAsync(TestGuest.Spec(name, s => s with
+        {
+            Nics = [nic],
+            Boot = s.Boot with { Cmdline = (s.Boot.Cmdline + " " + extraCmdline).Trim() },
+        }));
+        await vm.StartAsync();
+        using var cts = new CancellationTokenSource(Boot);
+        var line = await vm.Console!.WaitForLineAsync(l => l.Contains("VMK-GUEST-IP ", StringComparison.Ordinal) && !l.Contains("eth0.", StringComparison.Ordinal), cts.Token);
+        var address = line[(line.IndexOf("VMK-GUEST-IP ", StringComparison.Ordinal) + 13)..].Trim().Split(' ')[0];
+        return (vm, nic, address);
+    }
+
+    /// <summary>Boots the guest without waiting for DHCP (for VLAN sub-interfaces no DHCP server answers).</summary>
+    public async Task<(VirtualMachine Vm, NicSpec Nic)> BootWithoutAddressAsync(string name, string portGroup, string extraCmdline)
+    {
+        var nic = await Switch.CreateTapAsync(name, "eth0", portGroup);
+        var vm = await Vmkernel.DefineAsync(TestGuest.Spec(name, s => s with
+        {
+            Nics = [nic],
+            Boot = s.Boot with { Cmdline = (s.Boot.Cmdline + " " + extraCmdline).Trim() },
+        }));
+        await vm.StartAsync();
+        using var cts = new CancellationTokenSource(Boot);
+        await vm.Console!.WaitForLineAsync(l => l.Contains("VMK-GUEST-UP", StringComparison.Ordinal), cts.Token);
+        return (vm, nic);
+    }
+
+    public async Task StopAsync(VirtualMachine vm)
+    {
+        await vm.KillAsync();
+        await Switch.RemoveTapsAsync(vm.Name);
+    }
+
+    /// <summary>Runs a command inside this host's namespace.</summary>
+    public Task<string> Sh(string command, bool check = true) =>
+        NetworkLab.Sh($"nsenter --net=/run/netns/{Host.Namespace} {command}", check);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Vmkernel is not null)
+        {
+            await Vmkernel.DisposeAsync();
+        }
+        await _fixture.DisposeAsync();
+    }
+}
