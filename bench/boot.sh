@@ -8,8 +8,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 
 scripts/setup.sh >&2
-dotnet build src/Vmctl -c Release -nologo -clp:ErrorsOnly >&2
-vmctl=(dotnet src/Vmctl/bin/Release/net10.0/vmctl.dll)
+vmctl=("$(scripts/build-vmctl.sh)")
 
 work=$(mktemp -d /tmp/vmk-boot-XXXXXX)
 cleanup() {

@@ -7,9 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "==> building" >&2
-dotnet build src/Vmctl -c Release -nologo -clp:ErrorsOnly
-vmctl=(dotnet src/Vmctl/bin/Release/net10.0/vmctl.dll)
+vmctl=("$(scripts/build-vmctl.sh)")
 
 data=${VMK_STANDALONE_DIR:-/var/lib/vmkernel/standalone}
 mkdir -p "$data"
