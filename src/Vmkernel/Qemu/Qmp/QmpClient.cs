@@ -290,9 +290,10 @@ public sealed class QmpClient : IAsyncDisposable
             }
 
             QmpLog.ConnectRetry(logger, socketPath, error);
-            // Polling is the only way to learn that another process created the socket; back off to stay cheap.
+            // Polling is the only way to learn that another process created the socket. The cap is low: every
+            // VM start waits here, and a late connect is boot time the guest never gets back.
             await Task.Delay(retryDelay < left ? retryDelay : left, ct).ConfigureAwait(false);
-            retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, TimeSpan.FromMilliseconds(250).Ticks));
+            retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, TimeSpan.FromMilliseconds(25).Ticks));
         }
     }
 
