@@ -493,6 +493,9 @@ public sealed class VirtualMachine : IAsyncDisposable
                 return;
             }
             status = _status = new VmStatus(state, reason, DateTimeOffset.UtcNow, stopRequested);
+            // Under the lock: commands, QMP events and the exit watcher all set states, and state.json must
+            // end with the last one, written by one writer at a time.
+            Persist(status);
             for (var i = _waiters.Count - 1; i >= 0; i--)
             {
                 if (_waiters[i].Match(status))
@@ -502,7 +505,6 @@ public sealed class VirtualMachine : IAsyncDisposable
                 }
             }
         }
-        Persist(status);
         _logger.LogInformation("VM {Vm} is {State}: {Reason}", Name, state, reason);
         foreach (var d in done)
         {
@@ -513,8 +515,16 @@ public sealed class VirtualMachine : IAsyncDisposable
 
     private void Persist(VmStatus status)
     {
-        var tmp = Paths.StateFile + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(status, StateJson));
-        File.Move(tmp, Paths.StateFile, overwrite: true);
+        try
+        {
+            var tmp = Paths.StateFile + ".tmp";
+            File.WriteAllText(tmp, JsonSerializer.Serialize(status, StateJson));
+            File.Move(tmp, Paths.StateFile, overwrite: true);
+        }
+        catch (IOException e)
+        {
+            // The state machine goes on; a VMkernel restarted now would judge this VM by the state before.
+            _logger.LogError("VM {Vm}: cannot record state {State} in {File}: {Error}", Name, status.State, Paths.StateFile, e.Message);
+        }
     }
 }
