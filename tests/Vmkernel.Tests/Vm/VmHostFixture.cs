@@ -56,6 +56,16 @@ public sealed class VmHostFixture : IAsyncDisposable
             {
             }
         }
+        // A VMkernel that lets go of its VMs leaves their cgroups to the next one; nobody comes next here.
+        var vms = Path.Combine(StateDirectory, "vms");
+        if (System.IO.Directory.Exists(vms))
+        {
+            var cgroups = Vmk.Vmkernel.Resources.CgroupManagerFactory.Detect();
+            foreach (var vm in System.IO.Directory.EnumerateDirectories(vms))
+            {
+                cgroups.Open(Path.GetFileName(vm))?.Delete();
+            }
+        }
         try
         {
             System.IO.Directory.Delete(StateDirectory, recursive: true);
