@@ -14,6 +14,8 @@ public sealed class LabVmkernel : IAsyncDisposable
     private static readonly TimeSpan Boot = TimeSpan.FromSeconds(240);
     private readonly VmHostFixture _fixture = new();
 
+    private string _wrapper = "";
+
     private LabVmkernel(LabHost host) => Host = host;
 
     public LabHost Host { get; }
@@ -28,10 +30,24 @@ public sealed class LabVmkernel : IAsyncDisposable
         var wrapper = Path.Combine(lab._fixture.StateDirectory, "qemu-in-netns");
         await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec nsenter --net=/run/netns/{host.Namespace} qemu-system-x86_64 \"$@\"\n");
         await NetworkLab.Sh($"chmod 700 {wrapper}");
-        lab.Vmkernel = await lab._fixture.OpenAsync(o => o with { QemuBinary = wrapper, NetworkNamespace = host.Namespace });
-        lab.Switch = lab.Vmkernel.Network.Switch;
+        lab._wrapper = wrapper;
+        await lab.ReopenAsync();
         return lab;
     }
+
+    /// <summary>Lets go of the VMkernel (its VMs keep running) and opens a new one on the same state, as a restarted vmkerneld.</summary>
+    public async Task ReopenAsync()
+    {
+        if (Vmkernel is not null)
+        {
+            await Vmkernel.DisposeAsync();
+        }
+        Vmkernel = await _fixture.OpenAsync(o => o with { QemuBinary = _wrapper, NetworkNamespace = Host.Namespace });
+        Switch = Vmkernel.Network.Switch;
+    }
+
+    /// <summary>Pids of this host's QEMUs.</summary>
+    public IReadOnlyList<int> QemuPids() => _fixture.QemuPids();
 
     /// <summary>Boots the test guest with one NIC on the port group and waits for the address DHCP gave it.</summary>
     public async Task<(VirtualMachine Vm, NicSpec Nic, string Address)> BootAsync(string name, string portGroup, string extraCmdline = "")
