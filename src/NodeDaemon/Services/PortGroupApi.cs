@@ -34,7 +34,16 @@ public sealed class PortGroupApi(VmkernelRunner vmkernel, IOptions<DaemonOptions
         {
             throw Invalid(request.Name, errors.Select(ProtoFieldNames));
         }
-        var record = await network.ApplyAsync(spec, context.CancellationToken);
+        PortGroupRecord record;
+        try
+        {
+            record = await network.ApplyAsync(spec, context.CancellationToken);
+        }
+        catch (VmkernelException e)
+        {
+            // Valid, but not buildable on this host (the vSwitch removed whatever it had begun).
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, ProtoFieldNames(e.Message)));
+        }
         logger.LogInformation("Port group {PortGroup} applied through the API", spec.Name);
         return ToProto(record, problem: null);
     }
@@ -200,12 +209,11 @@ public sealed class PortGroupApi(VmkernelRunner vmkernel, IOptions<DaemonOptions
             if (error.StartsWith(from + ":", StringComparison.Ordinal) || error.StartsWith(from + "/", StringComparison.Ordinal))
             {
                 error = to + error[from.Length..];
-                break;
             }
-        }
-        foreach (var (from, to) in FieldNames)
-        {
-            error = error.Replace(" " + from + " ", " " + to + " ", StringComparison.Ordinal);
+            foreach (var tail in new[] { ":", " ", "/" })
+            {
+                error = error.Replace(" " + from + tail, " " + to + tail, StringComparison.Ordinal);
+            }
         }
         return error;
     }
