@@ -23,6 +23,7 @@ public sealed class VmkernelHost : IAsyncDisposable
     private readonly VmRuntime _runtime;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _defineGate = new(1, 1);
+    private StateDirectoryLock? _stateLock;
 
     private VmkernelHost(VmkernelOptions options, VmRuntime runtime, AcceleratorChoice accelerator, long memoryBytes, ILogger logger)
     {
@@ -53,6 +54,21 @@ public sealed class VmkernelHost : IAsyncDisposable
             ?? throw new VmkernelException(
                 $"QEMU not found: '{options.QemuBinary}' is not on PATH. Install the Debian package qemu-system-x86 (scripts/setup.sh does it).");
         EnsureWritable(options.StateDirectory);
+        var stateLock = StateDirectoryLock.Acquire(options.StateDirectory);
+        try
+        {
+            return await OpenLockedAsync(options, qemu, stateLock, loggerFactory, logger, ct);
+        }
+        catch
+        {
+            stateLock.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<VmkernelHost> OpenLockedAsync(VmkernelOptions options, string qemu, StateDirectoryLock stateLock,
+        ILoggerFactory loggerFactory, ILogger logger, CancellationToken ct)
+    {
         var accelerator = AcceleratorProbe.Choose(options.Accelerator, logger);
         logger.LogInformation("Accelerator {Accelerator}: {Reason}", accelerator.Accelerator, accelerator.Reason);
         var user = options.QemuUser switch
@@ -75,7 +91,7 @@ public sealed class VmkernelHost : IAsyncDisposable
             () => host?.VirtualMachines ?? [], loggerFactory.CreateLogger<HostNetwork>());
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
             loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait) { Network = network };
-        host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
+        host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger) { _stateLock = stateLock };
         storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
         await network.ReleaseStrandedAsync(ct);
@@ -159,6 +175,7 @@ public sealed class VmkernelHost : IAsyncDisposable
         _vms.Clear();
         await _runtime.Storage.DisposeAsync();
         _defineGate.Dispose();
+        _stateLock?.Dispose();
     }
 
     /// <summary>
