@@ -59,8 +59,8 @@ public sealed class DaemonOptions
     public string? AdvertiseAddress { get; set; }
 
     /// <summary>
-    /// This host's VXLAN tunnel endpoint (an IPv4 address of this host) for port groups that span hosts; unset =
-    /// the address of the port group's uplink_interface, or this host's source address on the route to the peers.
+    /// This host's VXLAN tunnel endpoint (an IPv4 address of this host) for port groups that span hosts and name
+    /// no uplink_interface; unset = this host's source address on the route to the peers (or the default route).
     /// </summary>
     public string? OverlayAddress { get; set; }
 

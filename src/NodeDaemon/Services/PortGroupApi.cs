@@ -173,20 +173,20 @@ public sealed class PortGroupApi(VmkernelRunner vmkernel, IOptions<DaemonOptions
     }
 
     /// <summary>
-    /// This host's tunnel endpoint: --overlay-address, else the address of uplink_interface, else the source
+    /// This host's tunnel endpoint: the address of uplink_interface, else --overlay-address, else the source
     /// address on the route to the first peer, else the one on the default route.
     /// </summary>
     private async Task<string> LocalEndpointAsync(Api.PortGroupSpec p, ICommandRunner runner, CancellationToken ct)
     {
-        if (options.Value.OverlayAddress is { Length: > 0 } configured)
-        {
-            return configured;
-        }
         if (p.UplinkInterface.Length > 0)
         {
             return await UnderlayAddress.OfInterfaceAsync(runner, p.UplinkInterface, ct)
                 ?? throw new VmkernelException(
                     $"port group '{p.Name}': uplink_interface: {p.UplinkInterface} does not exist on this host or has no IPv4 address to be the VXLAN endpoint");
+        }
+        if (options.Value.OverlayAddress is { Length: > 0 } configured)
+        {
+            return configured;
         }
         foreach (var peer in p.VxlanPeers)
         {
