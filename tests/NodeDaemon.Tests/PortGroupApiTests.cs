@@ -145,4 +145,33 @@ public sealed class PortGroupApiTests : IAsyncLifetime
         Assert.False(Directory.Exists($"/sys/class/net/{Net.DeviceNames.Bridge(name)}"));
         Assert.False(Directory.Exists($"/sys/class/net/{Net.DeviceNames.Tap(vmName, "eth0")}"));
     }
+    [Fact]
+    public async Task A_restarted_daemon_keeps_its_port_groups_and_the_running_vms_ports()
+    {
+        var name = $"keep-{_suffix}";
+        var vmName = $"pk-{_suffix}";
+        var applied = await _client.PortGroups.ApplyAsync(Segment(name, _subnet + 2));
+        await _client.Vms.DefineAsync(new DefineVmRequest { Spec = TestGuest.Spec(vmName, s => s.Nics.Add(new NicSpec { Name = "eth0", PortGroup = name })) });
+        var started = await _client.Vms.StartAsync(new VmRef { Name = vmName });
+        var tap = Net.DeviceNames.Tap(vmName, "eth0");
+        Assert.True(Directory.Exists($"/sys/class/net/{tap}"));
+
+        await _host.Current!.KillAsync(); // a crash: nothing is cleaned up
+        _client.Dispose();
+        _client = _host.Connect(await _host.StartDaemonAsync());
+
+        var listed = Assert.Single((await _client.PortGroups.ListAsync(new ListPortGroupsRequest())).PortGroups);
+        Assert.Equal((name, true, applied.Bridge), (listed.Name, listed.Realized, listed.Bridge));
+        var vm = await _client.Vms.GetAsync(new VmRef { Name = vmName });
+        Assert.Equal((VmState.Running, started.Status.QemuPid), (vm.Status.State, vm.Status.QemuPid));
+        Assert.True(Directory.Exists($"/sys/class/net/{tap}"));
+        Assert.Equal(applied, await _client.PortGroups.ApplyAsync(Segment(name, _subnet + 2))); // still the same, nothing to do
+        Assert.Equal(StatusCode.FailedPrecondition, (await Assert.ThrowsAsync<RpcException>(() => _client.PortGroups.RemoveAsync(new PortGroupRef { Name = name }).ResponseAsync)).StatusCode);
+
+        await _client.Vms.StopAsync(new VmRef { Name = vmName });
+        Assert.False(Directory.Exists($"/sys/class/net/{tap}"));
+        await _client.Vms.DeleteAsync(new VmRef { Name = vmName });
+        await _client.PortGroups.RemoveAsync(new PortGroupRef { Name = name });
+        Assert.False(Directory.Exists($"/sys/class/net/{applied.Bridge}"));
+    }
 }
