@@ -192,13 +192,20 @@ public sealed class HostReporter(
                 ["reason"] = host.Accelerator.Reason,
             },
             ["datastores"] = datastoreArray,
-            ["portGroups"] = new JsonArray(),
+            ["portGroups"] = PortGroups(host),
             ["vms"] = poweredOn,
             ["heartbeat"] = now.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture),
             ["version"] = HostApi.Version,
             ["conditions"] = new JsonArray(_conditions.Values.Select(c => (JsonNode)c.DeepClone()).ToArray()),
         };
     }
+
+    /// <summary>
+    /// Names of the port groups realized on this host, from the vSwitch's records (no kernel reads on every report);
+    /// crds/host.yaml has them as strings. Their details are in HostInfo.port_groups and PortGroupService.List.
+    /// </summary>
+    private static JsonArray PortGroups(Vmk.Vmkernel.VmkernelHost host) =>
+        new(host.Network.Switch.PortGroups.Select(r => (JsonNode)JsonValue.Create(r.Spec.Name)).ToArray());
 
     /// <summary>Kubernetes quantities: CPU as cores or millicores, memory in Ki when it divides.</summary>
     internal static JsonObject Quantities(ResourceAmount r) => new()

@@ -1,0 +1,54 @@
+using System.Text.Json;
+using k8s;
+using Vmk.NodeDaemon.Protos;
+using Net = Vmk.Vmkernel.Network;
+
+namespace Vmk.NodeDaemon.Tests;
+
+/// <summary>The Host object names the port groups realized on its host, in the shape crds/host.yaml accepts.</summary>
+public sealed class HostPortGroupsTests(ApiServerFixture api) : IClassFixture<ApiServerFixture>, IAsyncLifetime
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+    private readonly TestHost _host = new();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        if (_host.Current is { } daemon)
+        {
+            await daemon.KillAsync();
+        }
+        // A host-local port group lives in the machine's namespace: remove whatever a failed test left of it.
+        var sw = Net.VSwitch.Open(_host.StateDirectory, new Net.ProcessCommandRunner(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        foreach (var record in sw.PortGroups)
+        {
+            await sw.RemoveAsync(record.Spec.Name);
+        }
+        await _host.DisposeAsync();
+    }
+
+    private async Task<JsonElement> GetHostAsync(Kubernetes client) =>
+        (JsonElement)await client.CustomObjects.GetClusterCustomObjectAsync("vmkernel.io", "v1alpha1", "hosts", _host.HostName);
+
+    private static IReadOnlyList<string> PortGroups(JsonElement h) =>
+        h.TryGetProperty("status", out var s) && s.TryGetProperty("portGroups", out var pgs)
+            ? pgs.EnumerateArray().Select(p => p.GetString()!).ToList()
+            : [];
+
+    [Fact]
+    public async Task Applied_port_groups_appear_in_the_host_status_and_removed_ones_leave_it()
+    {
+        using var client = api.Client();
+        var daemon = await _host.StartDaemonAsync("--kubeconfig", api.Kubeconfig, "--report-interval", "0.5");
+        using var grpc = _host.Connect(daemon);
+        var name = $"hpg-{Guid.NewGuid().ToString("N")[..6]}";
+
+        await grpc.PortGroups.ApplyAsync(new PortGroupSpec { Name = name, UplinkType = "none" });
+        var with = await Eventually.UntilAsync(() => GetHostAsync(client), h => PortGroups(h).Contains(name), Deadline, "the port group in the Host status");
+        Assert.Equal("Ready", with.GetProperty("status").GetProperty("phase").GetString());
+
+        await grpc.PortGroups.RemoveAsync(new PortGroupRef { Name = name });
+        await Eventually.UntilAsync(() => GetHostAsync(client), h => h.TryGetProperty("status", out _) && !PortGroups(h).Contains(name), Deadline, "the port group gone from the Host status");
+    }
+}
