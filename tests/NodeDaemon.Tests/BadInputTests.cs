@@ -125,13 +125,15 @@ public sealed class BadInputTests(DaemonFixture fixture) : IClassFixture<DaemonF
         Assert.Equal(StatusCode.FailedPrecondition, e1.StatusCode);
         Assert.Contains("outside the image directories", e1.Status.Detail, StringComparison.Ordinal);
 
-        // A symlink inside an allowed directory that points out of it.
-        var images = Path.Combine(fixture.Host.Root, "images");
+        // A symlink inside an allowed directory that points out of it, on a host of its own (one VMkernel per state
+        // directory: the fixture's daemon holds its host's).
+        await using var host = new TestHost();
+        var images = Path.Combine(host.Root, "images");
         Directory.CreateDirectory(images);
         var link = Path.Combine(images, "vmlinux");
         File.CreateSymbolicLink(link, "/etc/shadow");
-        await using var daemon = await fixture.Host.StartDaemonAsync("--image-dirs", images);
-        using var client = fixture.Host.Connect(daemon);
+        var daemon = await host.StartDaemonAsync("--image-dirs", images);
+        using var client = host.Connect(daemon);
         var e2 = await Assert.ThrowsAsync<RpcException>(async () =>
             await client.Vms.DefineAsync(new DefineVmRequest { Spec = TestGuest.Spec("escape-link", s => { s.Boot.Kernel = link; s.Boot.Initrd = ""; }) }));
         Assert.Equal(StatusCode.FailedPrecondition, e2.StatusCode);

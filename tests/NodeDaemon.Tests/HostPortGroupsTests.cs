@@ -5,7 +5,7 @@ using Net = Vmk.Vmkernel.Network;
 
 namespace Vmk.NodeDaemon.Tests;
 
-/// <summary>The Host object names the port groups realized on its host, in the shape crds/host.yaml accepts.</summary>
+/// <summary>The Host object lists the port groups realized on its host (name, bridge, MTU...), in the shape crds/host.yaml accepts.</summary>
 public sealed class HostPortGroupsTests(ApiServerFixture api) : IClassFixture<ApiServerFixture>, IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
@@ -33,7 +33,7 @@ public sealed class HostPortGroupsTests(ApiServerFixture api) : IClassFixture<Ap
 
     private static IReadOnlyList<string> PortGroups(JsonElement h) =>
         h.TryGetProperty("status", out var s) && s.TryGetProperty("portGroups", out var pgs)
-            ? pgs.EnumerateArray().Select(p => p.GetString()!).ToList()
+            ? pgs.EnumerateArray().Select(p => p.GetProperty("name").GetString()!).ToList()
             : [];
 
     [Fact]
@@ -47,6 +47,9 @@ public sealed class HostPortGroupsTests(ApiServerFixture api) : IClassFixture<Ap
         await grpc.PortGroups.ApplyAsync(new PortGroupSpec { Name = name, UplinkType = "none" });
         var with = await Eventually.UntilAsync(() => GetHostAsync(client), h => PortGroups(h).Contains(name), Deadline, "the port group in the Host status");
         Assert.Equal("Ready", with.GetProperty("status").GetProperty("phase").GetString());
+        var reported = with.GetProperty("status").GetProperty("portGroups").EnumerateArray().Single(p => p.GetProperty("name").GetString() == name);
+        Assert.True(reported.GetProperty("realized").GetBoolean());
+        Assert.False(string.IsNullOrEmpty(reported.GetProperty("bridge").GetString()), "the Host status should name the segment's bridge");
 
         await grpc.PortGroups.RemoveAsync(new PortGroupRef { Name = name });
         await Eventually.UntilAsync(() => GetHostAsync(client), h => h.TryGetProperty("status", out _) && !PortGroups(h).Contains(name), Deadline, "the port group gone from the Host status");

@@ -200,12 +200,17 @@ public sealed class HostReporter(
         };
     }
 
-    /// <summary>
-    /// Names of the port groups realized on this host, from the vSwitch's records (no kernel reads on every report);
-    /// crds/host.yaml has them as strings. Their details are in HostInfo.port_groups and PortGroupService.List.
-    /// </summary>
-    private static JsonArray PortGroups(Vmk.Vmkernel.VmkernelHost host) =>
-        new(host.Network.Switch.PortGroups.Select(r => (JsonNode)JsonValue.Create(r.Spec.Name)).ToArray());
+    /// <summary>The port groups realized on this host, from the vSwitch's records (no kernel reads on every report).</summary>
+    private static JsonArray PortGroups(Vmk.Vmkernel.VmkernelHost host) => new(host.Network.Switch.PortGroups.Select(r => (JsonNode)new JsonObject
+    {
+        ["name"] = r.Spec.Name,
+        ["realized"] = true,
+        ["bridge"] = r.Bridge,
+        ["uplink"] = r.UplinkPort ?? "",
+        ["vlanId"] = r.Spec.VlanId,
+        ["mtu"] = r.Mtu,
+        ["ports"] = r.Ports.Count,
+    }).ToArray());
 
     /// <summary>Kubernetes quantities: CPU as cores or millicores, memory in Ki when it divides.</summary>
     internal static JsonObject Quantities(ResourceAmount r) => new()
