@@ -60,12 +60,26 @@ public sealed class VirtualMachineLifecycleTests : IAsyncLifetime
         Assert.Contains("vmkernel_virtualmachines{phase=\"Running\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains($"vmkernel_host_heartbeat_age_seconds{{host=\"{node.Name}\"}}", metrics, StringComparison.Ordinal);
 
+        // Idle: the guest runs and nothing changes, so nothing is reconciled (no periodic resync of VMs).
+        Assert.Equal(0, await ReconcilesDuringAsync(op, TimeSpan.FromSeconds(5)));
+
         // The guest powers off underneath (QEMU killed): runPolicy Always starts it again.
         var pid = _cluster.QemuPids().Single();
         System.Diagnostics.Process.GetProcessById(pid).Kill();
         vm = await Eventually.UntilAsync(() => _cluster.GetVmAsync(ns, "web"),
             v => v?.Phase == "Running" && CustomObject.Long(v.Status, "restartCount") == 1 && _cluster.QemuPids().Any(p => p != pid), Boot,
             "VM web restarted after its QEMU died", v => v?.Status?.ToJsonString() + _cluster.Describe());
+
+        // Power change through the spec: Halted powers it off and keeps it off, quietly.
+        using (var client = _cluster.Client())
+        {
+            await client.CustomObjects.PatchNamespacedCustomObjectAsync(new k8s.Models.V1Patch("{\"spec\":{\"runPolicy\":\"Halted\"}}", k8s.Models.V1Patch.PatchType.MergePatch),
+                "vmkernel.io", "v1alpha1", ns, "virtualmachines", "web");
+        }
+        vm = await Eventually.UntilAsync(() => _cluster.GetVmAsync(ns, "web"),
+            v => v?.Phase == "Stopped" && TestCluster.Condition(v, "Ready", "status") == "True", Boot, "VM web Stopped by runPolicy Halted", v => v?.Status?.ToJsonString() + _cluster.Describe());
+        Assert.Empty(_cluster.QemuPids());
+        Assert.Equal(0, await ReconcilesDuringAsync(op, TimeSpan.FromSeconds(5)));
 
         using (var client = _cluster.Client())
         {
@@ -75,6 +89,19 @@ public sealed class VirtualMachineLifecycleTests : IAsyncLifetime
         Assert.Empty(_cluster.QemuPids());
         Assert.Empty((await vms.ListAsync(new ListVmsRequest())).Vms);
         Assert.Empty((await _cluster.Datastores(node).ListDisksAsync(new DatastoreRef { Name = "ds1" })).Disks);
+    }
+
+    /// <summary>Reconciles of VirtualMachines during a window in which nothing changes: measuring an absence, not waiting for something.</summary>
+    private static async Task<int> ReconcilesDuringAsync(InProcessOperator op, TimeSpan window)
+    {
+        var count = 0;
+        void OnReconciled(Runtime.Informer.ObjectKey key, Runtime.Reconcile.ReconcileResult? result, Exception? error) => Interlocked.Increment(ref count);
+        // Let reconciles already queued by the last change finish first: the queue drains, then the window starts.
+        await Eventually.TrueAsync(() => op.Controllers.VirtualMachines.QueueLength == 0, "the VM queue to drain");
+        op.Controllers.VirtualMachines.Reconciled += OnReconciled;
+        await Task.Delay(window);
+        op.Controllers.VirtualMachines.Reconciled -= OnReconciled;
+        return count;
     }
 
     [Fact]

@@ -63,6 +63,9 @@ public sealed class Controller<T> : IController
     /// <summary>Raised when the informer sees an object go (its last known state).</summary>
     public event Action<T>? ObjectDeleted;
 
+    /// <summary>Keys waiting for a worker in the current run (0 when not running).</summary>
+    public int QueueLength => Volatile.Read(ref _queue)?.Count ?? 0;
+
     /// <summary>Queues a key from outside the informer (another controller, a daemon's watch stream); ignored while not running.</summary>
     public void Enqueue(ObjectKey key) => Volatile.Read(ref _queue)?.Add(key);
 
