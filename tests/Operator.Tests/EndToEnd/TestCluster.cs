@@ -134,6 +134,8 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>Typed clients of a host's daemon, as the operator dials them (mutual TLS, service name).</summary>
     public VmService.VmServiceClient Vms(TestNode node) => new(Pool.Channel(node.Name, $"127.0.0.1:{node.Port}"));
 
+    public Grpc.Net.Client.GrpcChannel Channel(TestNode node) => Pool.Channel(node.Name, $"127.0.0.1:{node.Port}");
+
     public DatastoreService.DatastoreServiceClient Datastores(TestNode node) => new(Pool.Channel(node.Name, $"127.0.0.1:{node.Port}"));
 
     private DaemonConnectionPool Pool
@@ -179,6 +181,31 @@ public sealed class TestCluster : IAsyncDisposable
         };
         await client.CustomObjects.CreateClusterCustomObjectAsync(manifest, "vmkernel.io", "v1alpha1", "datastores");
         return path;
+    }
+
+    /// <summary>A host-local PortGroup (no uplink: the hosts share the machine's namespace) with DHCP on 10.SUBNET.88.0/24.</summary>
+    public async Task ApplyPortGroupAsync(string name, int subnet)
+    {
+        using var client = Client();
+        var manifest = new JsonObject
+        {
+            ["apiVersion"] = "vmkernel.io/v1alpha1",
+            ["kind"] = "PortGroup",
+            ["metadata"] = new JsonObject { ["name"] = name },
+            ["spec"] = new JsonObject
+            {
+                ["uplink"] = new JsonObject { ["type"] = "none" },
+                ["ipam"] = new JsonObject
+                {
+                    ["type"] = "DHCP",
+                    ["subnet"] = $"10.{subnet}.88.0/24",
+                    ["gateway"] = $"10.{subnet}.88.1",
+                    ["rangeStart"] = $"10.{subnet}.88.10",
+                    ["rangeEnd"] = $"10.{subnet}.88.99",
+                },
+            },
+        };
+        await client.CustomObjects.CreateClusterCustomObjectAsync(manifest, "vmkernel.io", "v1alpha1", "portgroups");
     }
 
     /// <summary>The test guest as a VirtualMachine manifest; <paramref name="change"/> edits its spec.</summary>
@@ -275,6 +302,23 @@ public sealed class TestCluster : IAsyncDisposable
             }
             catch (ArgumentException)
             {
+            }
+        }
+        // Whatever a failed test left in the machine's network namespace: taps, bridges, rules, dnsmasq.
+        foreach (var node in Hosts.Values)
+        {
+            if (!Directory.Exists(node.StateDirectory))
+            {
+                continue;
+            }
+            var sw = Vmk.Vmkernel.Network.VSwitch.Open(node.StateDirectory, new Vmk.Vmkernel.Network.ProcessCommandRunner(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            foreach (var record in sw.PortGroups)
+            {
+                foreach (var vm in record.Ports.Select(p => p.Vm).Distinct())
+                {
+                    await sw.RemoveTapsAsync(vm);
+                }
+                await sw.RemoveAsync(record.Spec.Name);
             }
         }
         _clients?.Dispose();

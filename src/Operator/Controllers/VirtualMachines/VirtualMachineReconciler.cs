@@ -38,6 +38,8 @@ public sealed class VirtualMachineReconciler(
     public const string PowerAnnotation = "vmkernel.io/power";
     public static readonly TimeSpan RetryUnsatisfiable = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan RetryFailed = TimeSpan.FromSeconds(20);
+    /// <summary>How long after a start the reconciler keeps looking for the guest's first address.</summary>
+    public static readonly TimeSpan AddressWait = TimeSpan.FromMinutes(5);
 
     private readonly FinalizerSet<VmObject> _finalizers = new FinalizerSet<VmObject>(api).Register(Finalizer, (vm, ct) => Task.CompletedTask);
 
@@ -181,7 +183,18 @@ public sealed class VirtualMachineReconciler(
         var (ready, readyReason, message) = Readiness(vm, current, phase);
         await WriteAsync(vm, phase, current, ready, readyReason, message, ct, host, extra).ConfigureAwait(false);
         // Transitional states end with a daemon event; the short requeue only covers a watch stream that is down.
-        return phase is "Starting" or "Stopping" or "Scheduling" ? ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(15)) : ReconcileResult.Done;
+        if (phase is "Starting" or "Stopping" or "Scheduling")
+        {
+            return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(15));
+        }
+        // The daemon learns a guest's address from DHCP leases and its console without sending a watch event, so
+        // a running guest with NICs and no address yet is looked at again, briefly, for its first minutes only.
+        if (phase == "Running" && vm.Nics.Any() && !current.Status.GuestAddresses.Any(a => a.Addresses.Count > 0)
+            && current.Status.Since is { } since && DateTimeOffset.UtcNow - since.ToDateTimeOffset() < AddressWait)
+        {
+            return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(2));
+        }
+        return ReconcileResult.Done;
     }
 
     private (string Reason, string Message)? Validate(VmObject vm)
