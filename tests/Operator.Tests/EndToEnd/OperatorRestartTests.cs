@@ -59,12 +59,19 @@ public sealed class OperatorRestartTests : IAsyncLifetime
         var host = _cluster.Hosts[vm.AssignedHost!];
         await ConsoleReader.WaitForLineAsync(_cluster.Vms(host), daemonName, "VMK-GUEST-UP", Boot);
 
+        // A second VM goes to the other host: spread by load.
+        await _cluster.ApplyVmAsync(ns, TestCluster.GuestManifest("cache"));
+        var cache = await Eventually.UntilAsync(() => _cluster.GetVmAsync(ns, "cache"), v => v?.Phase == "Running", Boot, "VM cache Running",
+            v => v?.Status?.ToJsonString() + "\n" + second.Output);
+        Assert.NotEqual(vm.AssignedHost, cache!.AssignedHost);
+        Assert.Equal(2, _cluster.QemuPids().Count);
+
         // The binary's endpoints: health, and the metrics docs/packaging.md lists.
         using var http = new HttpClient();
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri(second.Address("health"), "/healthz"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri(second.Address("health"), "/readyz"))).StatusCode);
         var metrics = await Eventually.UntilAsync(() => http.GetStringAsync(new Uri(second.Address("metrics"), "/metrics")),
-            m => m.Contains("vmkernel_virtualmachines{phase=\"Running\"} 1", StringComparison.Ordinal), Quick, "Running VMs in /metrics");
+            m => m.Contains("vmkernel_virtualmachines{phase=\"Running\"} 2", StringComparison.Ordinal), Quick, "Running VMs in /metrics");
         Assert.Contains("leader_election_master_status{name=\"vm-operator\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains($"vmkernel_host_heartbeat_age_seconds{{host=\"{h2.Name}\"}}", metrics, StringComparison.Ordinal);
         Assert.Contains("controller_runtime_reconcile_total{controller=\"virtualmachine\"", metrics, StringComparison.Ordinal);
@@ -72,7 +79,7 @@ public sealed class OperatorRestartTests : IAsyncLifetime
 
         await second.TerminateAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(0, second.ExitCode);
-        Assert.Single(_cluster.QemuPids()); // stopping the operator never stops VMs
+        Assert.Equal(2, _cluster.QemuPids().Count); // stopping the operator never stops VMs
     }
 
     [Fact]

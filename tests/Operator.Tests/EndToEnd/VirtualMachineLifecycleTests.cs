@@ -128,7 +128,7 @@ public sealed class VirtualMachineLifecycleTests : IAsyncLifetime
         async Task<VirtualMachine> Expect(string name, string reason, string inMessage)
         {
             var vm = await Eventually.UntilAsync(() => _cluster.GetVmAsync(ns, name),
-                v => TestCluster.Condition(v, "Ready", "reason") == reason, Quick, $"{name}: Ready=False {reason}", v => v?.Status?.ToJsonString() + _cluster.Describe());
+                v => TestCluster.Condition(v, "Ready", "reason") == reason && TestCluster.Condition(v, "Ready", "message").Contains(inMessage, StringComparison.Ordinal), Quick, $"{name}: Ready=False {reason}", v => v?.Status?.ToJsonString() + _cluster.Describe());
             Assert.Equal("False", TestCluster.Condition(vm, "Ready", "status"));
             Assert.Contains(inMessage, TestCluster.Condition(vm, "Ready", "message"), StringComparison.Ordinal);
             return vm!;
