@@ -106,10 +106,12 @@ try
     Report("vnic_attach_ms", Median(attach), $"median of {taps} taps created and attached with policy and rules");
     Report("vnic_attach_peer_ms", Median(peerAttach), $"peer: ip tuntap add + master + up in one sh, median of {taps}");
 
-    // 3. Ping RTT across hosts: a guest on host B, a VM port on host A (the test in the guest's seat, since
-    // the test guest cannot be told to ping); the path is guest-to-guest's exactly, minus the sender's stack.
-    var swA = VSwitch.Open(Path.Combine(state, "a"), new ProcessCommandRunner(hostA.Namespace), NullLogger.Instance);
+    // 3. Ping RTT across hosts: two guests on port group "ping", one per host, VMs wired by their VMkernels (taps
+    // made at start); the guest on host A pings the one on host B (vmk.ping=IP) and reports each RTT on its console.
+    // Also a VM port on host A in a guest's seat (frames written to a tap), which takes the sender's TCG stack out.
+    await using var a = await LabVmkernel.OpenAsync(hostA);
     await using var b = await LabVmkernel.OpenAsync(hostB);
+    var swA = a.Switch;
     PortGroupSpec PingSpec(LabHost local, LabHost remote) => new()
     {
         Name = "ping",
@@ -118,8 +120,25 @@ try
     };
     await swA.ApplyAsync(PingSpec(hostA, hostB));
     await b.Switch.ApplyAsync(PingSpec(hostB, hostA));
-    Console.Error.WriteLine("booting the guest on host B ...");
+    Console.Error.WriteLine("booting the guests on hosts B and A ...");
     var (vm, nic, address) = await b.BootAsync("pingee", "ping");
+    var (pinger, _, _) = await a.BootAsync("pinger", "ping", $"vmk.ping={address}");
+    var guestRtts = new List<double>();
+    using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60 + 5 * pings)))
+    {
+        var marker = $"VMK-PING {address} ok ";
+        var seen = 0;
+        await pinger.Console!.WaitForLineAsync(l =>
+        {
+            var i = l.IndexOf(marker, StringComparison.Ordinal);
+            if (i >= 0 && ++seen > 1) // the first one includes the ARP round trip
+            {
+                guestRtts.Add(double.Parse(l[(i + marker.Length)..].Trim(), CultureInfo.InvariantCulture));
+            }
+            return guestRtts.Count >= pings;
+        }, cts.Token);
+    }
+    await pinger.KillAsync();
     var probeNic = await swA.CreateTapAsync("prober", "eth0", "ping");
     using var probe = TapEndpoint.Open(hostA.Namespace, probeNic.Tap);
     const string probeIp = "10.130.0.200";
@@ -151,8 +170,10 @@ try
     }
     var hostPing = await NetworkLab.Sh($"nsenter --net=/run/netns/{hostA.Namespace} ping -c {pings} -i 0.2 -w 120 {address}");
     var fabricPing = await NetworkLab.Sh($"nsenter --net=/run/netns/{hostA.Namespace} ping -c {pings} -i 0.2 -w 60 {hostB.Address}");
-    Report("guest_ping_rtt_ms", rtts.Count > 0 ? Median(rtts) : double.NaN,
-        $"median of {rtts.Count}: VM port on host A -> guest on host B over VXLAN -> back (TCG guest)");
+    Report("guest_ping_rtt_ms", Median(guestRtts),
+        $"median of {guestRtts.Count}: busybox ping in the guest on host A -> guest on host B over VXLAN -> back (both TCG guests)");
+    Report("vmport_to_guest_ping_rtt_ms", rtts.Count > 0 ? Median(rtts) : double.NaN,
+        $"median of {rtts.Count}: VM port on host A (frames written to its tap) -> guest on host B over VXLAN -> back");
     Report("host_to_guest_ping_rtt_ms", MedianOfPing(hostPing), "median, kernel ping from host A's namespace to the guest on host B");
     Report("fabric_ping_rtt_ms", MedianOfPing(fabricPing), "peer baseline: host A to host B over the fabric, no VXLAN, no guest");
     await vm.KillAsync();

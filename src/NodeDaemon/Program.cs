@@ -43,6 +43,7 @@ builder.Services.AddSingleton<PathPolicy>();
 builder.Services.AddSingleton<HostAllocation>();
 builder.Services.AddSingleton<DatastoreObserver>();
 builder.Services.AddHostedService<HostReporter>();
+builder.Services.AddHostedService<GuestAddressWatcher>();
 builder.Services.AddSingleton<MetricsCollector>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<MetricsCollector>());
 // Only what the daemon defines plus the process's own figures: no .NET meter or event-counter series.

@@ -110,6 +110,8 @@ public sealed class PortGroupApiTests : IAsyncLifetime
         Assert.True(listed.Realized, listed.Problem);
 
         var vmName = $"pg-{_suffix}";
+        using var watch = new VmWatcher(_client);
+        await watch.WaitForAsync(e => e.Type == VmEventType.Synced, Boot);
         var spec = TestGuest.Spec(vmName, s => s.Nics.Add(new NicSpec { Name = "eth0", PortGroup = name }));
         var defined = await _client.Vms.DefineAsync(new DefineVmRequest { Spec = spec });
         var mac = Assert.Single(defined.Spec.Nics).Mac;
@@ -125,6 +127,9 @@ public sealed class PortGroupApiTests : IAsyncLifetime
             await Task.Delay(500); // polling the API, as a client would
         }
         Assert.Equal(("eth0", mac, name), (address.Nic, address.Mac, address.PortGroup));
+        // Watchers hear of it too, though the VM's state did not change.
+        var seen = await watch.WaitForAsync(e => e.Vm.Spec.Name == vmName && e.Vm.Status.GuestAddresses.Any(a => a.Addresses.Count > 0), Boot);
+        Assert.Equal(VmState.Running, seen.Vm.Status.State);
         Assert.Matches($@"^10\.{_subnet + 1}\.77\.\d+/24$", address.Addresses[0]);
 
         var inUse = await Assert.ThrowsAsync<RpcException>(() => _client.PortGroups.RemoveAsync(new PortGroupRef { Name = name }).ResponseAsync);

@@ -88,12 +88,17 @@ public sealed partial class VxlanGuestTests : IAsyncLifetime
             await gb.Console!.WaitForLineAsync(l => l.Contains($"VMK-PING {ipA} ok", StringComparison.Ordinal), cts.Token);
         }
 
-        // Host to guest, both ways. The segment is 1450 bytes (1500 of fabric - 50 of VXLAN); a 1500-byte echo
-        // reaches the guest in fragments, and its 1500-byte answer comes back only because the guest took the
-        // segment's MTU from DHCP (option 26) and fragments it too: at 1500 the bridge would drop it at the uplink.
+        // The segment is 1450 bytes (1500 of fabric - 50 of VXLAN) and both guests took that MTU from DHCP (option
+        // 26): at 1500 their full-sized frames would be dropped at the uplink.
+        foreach (var guest in new[] { ga, gb })
+        {
+            using var cts = new CancellationTokenSource(Deadline);
+            await guest.Console!.WaitForLineAsync(l => l.Contains("VMK-GUEST-MTU 1450 eth0", StringComparison.Ordinal), cts.Token);
+        }
+
+        // Host to guest, both ways.
         await _a.Sh($"ping -c 1 -w 60 {ipB}");
         await _b.Sh($"ping -c 1 -w 60 {ipA}");
-        await _a.Sh($"ping -c 1 -w 30 -s 1472 {ipB}");
 
         // Another port group: a guest there gets an address in its own subnet, reaches its own segment across
         // hosts, and cannot reach blue's guests.
