@@ -38,8 +38,6 @@ public sealed class VirtualMachineReconciler(
     public const string PowerAnnotation = "vmkernel.io/power";
     public static readonly TimeSpan RetryUnsatisfiable = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan RetryFailed = TimeSpan.FromSeconds(20);
-    /// <summary>How long after a start the reconciler keeps looking for the guest's first address.</summary>
-    public static readonly TimeSpan AddressWait = TimeSpan.FromMinutes(5);
 
     private readonly FinalizerSet<VmObject> _finalizers = new FinalizerSet<VmObject>(api).Register(Finalizer, (vm, ct) => Task.CompletedTask);
 
@@ -186,13 +184,6 @@ public sealed class VirtualMachineReconciler(
         if (phase is "Starting" or "Stopping" or "Scheduling")
         {
             return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(15));
-        }
-        // The daemon learns a guest's address from DHCP leases and its console without sending a watch event, so
-        // a running guest with NICs and no address yet is looked at again, briefly, for its first minutes only.
-        if (phase == "Running" && vm.Nics.Any() && !current.Status.GuestAddresses.Any(a => a.Addresses.Count > 0)
-            && current.Status.Since is { } since && DateTimeOffset.UtcNow - since.ToDateTimeOffset() < AddressWait)
-        {
-            return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(2));
         }
         return ReconcileResult.Done;
     }
