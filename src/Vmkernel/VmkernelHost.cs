@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Vmk.Vmkernel.Migration;
 using Vmk.Vmkernel.Qemu;
 using Vmk.Vmkernel.Qemu.Accel;
 using Vmk.Vmkernel.Resources;
@@ -72,10 +73,14 @@ public sealed class VmkernelHost : IAsyncDisposable
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
             loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait);
         host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
+        host.Migrations = CreateMigrations(host, options, user, loggerFactory);
         storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
         return host;
     }
+
+    /// <summary>Live migrations to and from this host (vMotion with VMFS lease handover).</summary>
+    public LiveMigrations Migrations { get; private set; } = null!;
 
     /// <summary>Datastores and the NBD server that serves their disks to this host's VMs.</summary>
     public StorageStack Storage => _runtime.Storage;
@@ -193,6 +198,16 @@ public sealed class VmkernelHost : IAsyncDisposable
             await vm.AdoptAsync(ct);
             _vms[spec.Name] = vm;
         }
+    }
+
+    private static LiveMigrations CreateMigrations(VmkernelHost host, VmkernelOptions options, string? qemuUser, ILoggerFactory loggerFactory)
+    {
+        if (!System.Net.IPAddress.TryParse(options.MigrationAddress, out var address))
+        {
+            throw new VmkernelException($"migration address '{options.MigrationAddress}' is not an IP address; give this host's address on the migration network");
+        }
+        var tls = options.MigrationTls is { } files ? MigrationTlsDirectory.Install(files, options.StateDirectory, qemuUser) : null;
+        return new LiveMigrations(host, address, tls, options.DiskLeaseWait, loggerFactory.CreateLogger<LiveMigrations>());
     }
 
     private static void WriteSpec(VmPaths paths, VmSpec spec)
