@@ -40,7 +40,8 @@ internal sealed class InteractiveQemuIo : IAsyncDisposable
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         while (true)
         {
-            var line = await _lines.Reader.ReadAsync(timeout.Token);
+            // Without a terminal the prompt has no newline of its own: "qemu-io> wrote 4096/4096 bytes at offset 0".
+            var line = (await _lines.Reader.ReadAsync(timeout.Token)).Replace("qemu-io> ", "", StringComparison.Ordinal);
             if (line.StartsWith("wrote ", StringComparison.Ordinal) || line.StartsWith("read ", StringComparison.Ordinal)
                 || line.Contains("failed", StringComparison.Ordinal) || line.Contains("error", StringComparison.OrdinalIgnoreCase)
                 || line.StartsWith("Pattern verification", StringComparison.Ordinal))
