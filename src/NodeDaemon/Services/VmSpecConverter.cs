@@ -91,6 +91,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
             Reason = status.Reason,
             Since = Timestamp.FromDateTimeOffset(status.Since),
             QemuPid = HostAllocation.IsPoweredOn(status.State) ? vm.Pid ?? 0 : 0,
+            Migration = vm.Migration ?? "",
         },
     };
 

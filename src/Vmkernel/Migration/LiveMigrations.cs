@@ -62,11 +62,11 @@ public sealed class LiveMigrations
         RequireTls(policy);
         if (_host.Find(spec.Name) is { } existing && existing.State is not (VmState.Stopped or VmState.Failed))
         {
-            throw new MigrationException($"migration {migrationId}: this host already runs a VM named '{spec.Name}' ({existing.State}); a VM can be on one host only");
+            throw new MigrationException($"migration {migrationId}: this host already runs a VM named '{spec.Name}' ({existing.State}); a VM can be on one host only", MigrationErrorKind.Precondition);
         }
         if (!_incoming.TryAdd(migrationId, spec.Name))
         {
-            throw new MigrationException($"migration {migrationId} is already being prepared on this host");
+            throw new MigrationException($"migration {migrationId} is already being prepared on this host", MigrationErrorKind.Precondition);
         }
         try
         {
@@ -104,14 +104,14 @@ public sealed class LiveMigrations
         RequireTls(policy);
         if (!targetUri.StartsWith("tcp:", StringComparison.Ordinal))
         {
-            throw new MigrationException($"migration {migrationId}: target '{targetUri}' is not a tcp:HOST:PORT address (PrepareIncoming on the target returns one)");
+            throw new MigrationException($"migration {migrationId}: target '{targetUri}' is not a tcp:HOST:PORT address (PrepareIncoming on the target returns one)", MigrationErrorKind.InvalidArgument);
         }
         var vm = _host.Get(vmName);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var outgoing = new Outgoing(vmName, cancel);
         if (!_outgoing.TryAdd(migrationId, outgoing))
         {
-            throw new MigrationException($"migration {migrationId} is already running on this host");
+            throw new MigrationException($"migration {migrationId} is already running on this host", MigrationErrorKind.Precondition);
         }
         using var timeout = new CancellationTokenSource();
         using var onTimeout = timeout.Token.Register(() =>
@@ -156,7 +156,7 @@ public sealed class LiveMigrations
     {
         if (!_incoming.TryGetValue(migrationId, out var name))
         {
-            throw new MigrationException($"migration {migrationId} is not incoming on this host (prepare it first, or it was cancelled)");
+            throw new MigrationException($"migration {migrationId} is not incoming on this host (prepare it first, or it was cancelled)", MigrationErrorKind.NotFound);
         }
         var vm = _host.Get(name);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -384,7 +384,7 @@ public sealed class LiveMigrations
         if (policy.Tls && _tlsDirectory is null)
         {
             throw new MigrationException(
-                $"host {_host.Options.HostName} has no migration TLS credentials; configure them (vmkerneld uses its --tls-dir) or turn TLS off in the migration policy");
+                $"host {_host.Options.HostName} has no migration TLS credentials; configure them (vmkerneld uses its --tls-dir) or turn TLS off in the migration policy", MigrationErrorKind.Precondition);
         }
     }
 
@@ -392,7 +392,7 @@ public sealed class LiveMigrations
     {
         if (string.IsNullOrWhiteSpace(migrationId) || migrationId.Length > 128 || migrationId.Any(c => char.IsControl(c) || c == '/'))
         {
-            throw new MigrationException($"migration id '{migrationId}' is not valid: use 1-128 printable characters without '/'");
+            throw new MigrationException($"migration id '{migrationId}' is not valid: use 1-128 printable characters without '/'", MigrationErrorKind.InvalidArgument);
         }
     }
 
