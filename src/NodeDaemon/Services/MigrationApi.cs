@@ -60,7 +60,7 @@ public sealed class MigrationApi(
         var result = await Run(() => migrate);
         events.Detach(vm);
         events.Publish(VmChangeKind.Deleted, vm, vm.Status);
-        owners.Remove(vm.Name);
+        ForgetOwner(vm.Name);
         await TryWriteAsync(responseStream, ToProto(result.Final, result.HandoverTime));
     }
 
@@ -84,9 +84,18 @@ public sealed class MigrationApi(
         var found = await host.Migrations.CancelAsync(request.MigrationId, string.IsNullOrWhiteSpace(request.Reason) ? "cancelled" : request.Reason);
         if (found && role.Role == "incoming" && vmName is not null && host.Find(vmName) is null)
         {
-            owners.Remove(vmName);
+            ForgetOwner(vmName);
         }
         return new CancelMigrationResponse { Found = found };
+    }
+
+    /// <summary>VmOwnerStore.Remove fails for a VM that never had an owner on a host that never recorded one (no directory).</summary>
+    private void ForgetOwner(string vm)
+    {
+        if (owners.Get(vm) != VmOwnerRecord.None)
+        {
+            owners.Remove(vm);
+        }
     }
 
     private static MigrationPolicy ToPolicy(Protos.MigrationPolicy? p) => p is null ? new MigrationPolicy() : new MigrationPolicy
