@@ -9,7 +9,7 @@
 # and, to explain them, QEMU's own total-time on both sides and the VMkernel's handover time.
 # total = from starting the target until the guest runs there; downtime = QEMU's switch-over pause + everything
 # from the source's completion to the target's cont. Issue 9's target: ratio <= 1.3, downtime <= 50 ms.
-#   bench/migrate.sh [rounds]
+#   bench/migrate.sh [rounds]          (VMK_MIGRATE_TLS=off measures (b) without TLS, to see what encryption costs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -20,4 +20,4 @@ dotnet build bench/MigrateBench -c Release -nologo -clp:ErrorsOnly >&2
 guest=$(readlink -f "${VMK_GUEST_DIR:-${VMK_CACHE_DIR:-/var/cache/vmkernel}/guest/current}")
 
 dotnet bench/MigrateBench/bin/Release/net10.0/migrate-bench.dll \
-  --daemon src/NodeDaemon/bin/Release/net10.0/vmkerneld.dll --guest-dir "$guest" --rounds "$rounds"
+  --daemon src/NodeDaemon/bin/Release/net10.0/vmkerneld.dll --guest-dir "$guest" --rounds "$rounds" --tls "${VMK_MIGRATE_TLS:-on}"

@@ -24,6 +24,7 @@ using Vk = Vmk.Vmkernel.Vm;
 
 string? daemonDll = null, guestDir = null;
 var rounds = 5;
+var useTls = true;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -31,6 +32,7 @@ for (var i = 0; i < args.Length; i++)
         case "--daemon": daemonDll = args[++i]; break;
         case "--guest-dir": guestDir = args[++i]; break;
         case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--tls": useTls = args[++i] != "off"; break;
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
 }
@@ -115,6 +117,7 @@ try
             await targetQmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new Dictionary<string, object> { ["capability"] = "events", ["state"] = true } } });
             var port = FreePort();
             await targetQmp.ExecuteAsync("migrate-incoming", new { uri = $"tcp:127.0.0.1:{port}" });
+            var rawPreparedAt = clock.Elapsed;
             await rawQmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new Dictionary<string, object> { ["capability"] = "events", ["state"] = true } } });
             await rawQmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object?> { ["downtime-limit"] = 300 });
             var sourceDone = WaitMigrationAsync(rawQmp);
@@ -132,7 +135,7 @@ try
             rawTotals.Add(total.TotalMilliseconds);
             rawDowntimes.Add(downtime);
             rawQemuTotals.Add(qemuTotal);
-            Console.Error.WriteLine($"round {round} raw: total {total.TotalMilliseconds:0} ms (QEMU {qemuTotal} ms), downtime {downtime:0} ms (QEMU {qemuDowntime} ms)");
+            Console.Error.WriteLine($"round {round} raw: total {total.TotalMilliseconds:0} ms (prepare {rawPreparedAt.TotalMilliseconds:0} ms, QEMU {qemuTotal} ms), downtime {downtime:0} ms (QEMU {qemuDowntime} ms)");
             await rawQmp.ExecuteAsync("quit").ContinueWith(_ => { }, TaskScheduler.Default);
             await rawSource.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
             await rawQmp.DisposeAsync();
@@ -143,20 +146,26 @@ try
             var source = clients[current].Client;
             var target = clients[1 - current].Client;
             var id = $"bench-{round}";
-            var policy = new MigrationPolicy { DowntimeLimitMs = 300 };
+            var policy = new MigrationPolicy { DowntimeLimitMs = 300, DisableTls = !useTls };
             var clock = Stopwatch.StartNew();
             var prepared = await target.Migrations.PrepareIncomingAsync(new PrepareIncomingRequest { MigrationId = id, Spec = spec, Policy = policy });
+            var preparedAt = clock.Elapsed;
             Vmk.NodeDaemon.Protos.MigrationProgress? last = null;
-            using (var call = source.Migrations.MigrateOut(new MigrateOutRequest { MigrationId = id, Vm = spec.Name, TargetUri = prepared.IncomingUri, Policy = policy }))
+            using var call = source.Migrations.MigrateOut(new MigrateOutRequest { MigrationId = id, Vm = spec.Name, TargetUri = prepared.IncomingUri, Policy = policy });
+            await foreach (var p in call.ResponseStream.ReadAllAsync())
             {
-                await foreach (var p in call.ResponseStream.ReadAllAsync())
+                last = p;
+                if (p.Phase == "completed")
                 {
-                    last = p;
+                    break; // the source has handed the disks over: finish on the target at once, as the operator does
                 }
             }
             var handedOver = clock.Elapsed;
             await target.Migrations.FinishIncomingAsync(new FinishIncomingRequest { MigrationId = id, Vm = spec.Name });
             var total = clock.Elapsed;
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+            }
             if (last is not { Phase: "completed" })
             {
                 throw new InvalidOperationException($"round {round}: the migration ended in {last?.Phase ?? "nothing"}");
@@ -166,7 +175,7 @@ try
             vmkDowntimes.Add(downtime);
             vmkQemuTotals.Add(last.TotalMs);
             vmkHandovers.Add(last.HandoverMs + (total - handedOver).TotalMilliseconds);
-            Console.Error.WriteLine($"round {round} vmk {(current == 0 ? "a->b" : "b->a")}: total {total.TotalMilliseconds:0} ms (QEMU {last.TotalMs} ms), downtime {downtime:0} ms " +
+            Console.Error.WriteLine($"round {round} vmk {(current == 0 ? "a->b" : "b->a")}: total {total.TotalMilliseconds:0} ms (prepare {preparedAt.TotalMilliseconds:0} ms, QEMU {last.TotalMs} ms), downtime {downtime:0} ms " +
                 $"(QEMU {last.DowntimeMs} ms + handover {last.HandoverMs} ms + finish {(total - handedOver).TotalMilliseconds:0} ms)");
             current = 1 - current;
         }
@@ -183,6 +192,7 @@ try
     Console.WriteLine($"raw_qemu_total_time_ms: {Median(rawQemuTotals):0}");
     Console.WriteLine($"vmk_qemu_total_time_ms: {Median(vmkQemuTotals):0}");
     Console.WriteLine($"vmk_handover_ms: {Median(vmkHandovers):0}");
+    Console.WriteLine($"vmk_tls: {(useTls ? "on" : "off")}");
     foreach (var (channel, _) in clients)
     {
         channel.Dispose();
@@ -224,6 +234,7 @@ static async Task<(Process, Uri)> StartDaemonAsync(string dll, string state, str
         info.ArgumentList.Add(a);
     }
     info.Environment["Logging__LogLevel__Default"] = "Warning";
+    info.Environment["Logging__LogLevel__Vmk.Vmkernel.Migration"] = "Information";
     var daemon = Process.Start(info)!;
     var ready = new TaskCompletionSource<string>();
     daemon.OutputDataReceived += (_, e) => { if (e.Data?.StartsWith("vmkerneld ready ", StringComparison.Ordinal) == true) ready.TrySetResult(e.Data); };

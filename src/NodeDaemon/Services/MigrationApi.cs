@@ -50,18 +50,16 @@ public sealed class MigrationApi(
         var progress = new ChannelProgress(samples.Writer);
         var migrate = Task.Run(() => host.Migrations.MigrateOutAsync(request.MigrationId, request.Vm, request.TargetUri, ToPolicy(request.Policy), progress, context.CancellationToken));
         _ = migrate.ContinueWith(_ => samples.Writer.TryComplete(), TaskScheduler.Default);
+        // The "completed" sample arrives as soon as the source revoked its disks and released the leases, before its
+        // QEMU is gone: a caller may send FinishIncoming to the target right then; the stream ends after the cleanup.
         await foreach (var sample in samples.Reader.ReadAllAsync(CancellationToken.None))
         {
-            if (sample.Phase != "completed")
-            {
-                await TryWriteAsync(responseStream, ToProto(sample, null));
-            }
+            await TryWriteAsync(responseStream, ToProto(sample, sample.HandoverTime));
         }
-        var result = await Run(() => migrate);
+        await Run(() => migrate);
         events.Detach(vm);
         events.Publish(VmChangeKind.Deleted, vm, vm.Status);
         ForgetOwner(vm.Name);
-        await TryWriteAsync(responseStream, ToProto(result.Final, result.HandoverTime));
     }
 
     public override async Task<Vm> FinishIncoming(FinishIncomingRequest request, ServerCallContext context)

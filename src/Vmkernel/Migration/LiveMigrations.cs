@@ -126,15 +126,24 @@ public sealed class LiveMigrations
         try
         {
             long completedAt = 0;
+            MigrationProgress? handedOver = null;
             var final = await vm.MigrateOutAsync(migrationId,
                 qmp => RunOutgoingAsync(vm, qmp, migrationId, targetUri, policy, progress, outgoing),
                 p =>
                 {
                     completedAt = Stopwatch.GetTimestamp();
+                    handedOver = p;
                     return p.Phase == "completed" ? $"migrated to {targetUri} (migration {migrationId})" : null;
                 },
+                () =>
+                {
+                    // Reported before this QEMU is killed: the caller's FinishIncoming on the target need not wait for it.
+                    handedOver = handedOver! with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
+                    progress?.Report(handedOver);
+                },
                 CancellationToken.None);
-            var handover = Stopwatch.GetElapsedTime(completedAt);
+            final = handedOver ?? final;
+            var handover = final.HandoverTime ?? TimeSpan.Zero;
             _logger.LogInformation(
                 "Migration {Migration}: VM {Vm} moved to {Uri} in {Total} ms, downtime {Downtime} ms, {Bytes} bytes; disks revoked and leases released in {Handover} ms",
                 migrationId, vmName, targetUri, final.TotalTime.TotalMilliseconds, final.Downtime?.TotalMilliseconds, final.TransferredBytes, handover.TotalMilliseconds);
@@ -159,6 +168,7 @@ public sealed class LiveMigrations
             throw new MigrationException($"migration {migrationId} is not incoming on this host (prepare it first, or it was cancelled)", MigrationErrorKind.NotFound);
         }
         var vm = _host.Get(name);
+        var clock = Stopwatch.StartNew();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(TimeSpan.FromSeconds(30));
         var status = await WaitForTerminalAsync(vm, deadline.Token, () => new MigrationException(
@@ -167,9 +177,11 @@ public sealed class LiveMigrations
         {
             throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
         }
+        var loaded = clock.Elapsed;
         await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
         _incoming.TryRemove(migrationId, out _);
-        _logger.LogInformation("Migration {Migration}: VM {Vm} runs on this host under its disk leases", migrationId, name);
+        _logger.LogInformation("Migration {Migration}: VM {Vm} runs on this host under its disk leases ({Loaded} ms to see the state loaded, {Resumed} ms to take the leases and resume)",
+            migrationId, name, (long)loaded.TotalMilliseconds, (long)(clock.Elapsed - loaded).TotalMilliseconds);
         return vm;
     }
 
@@ -238,7 +250,6 @@ public sealed class LiveMigrations
             _logger.LogWarning("Migration {Migration}: cancelling ({Reason})", migrationId, outgoing.Reason ?? "cancelled");
             await qmp.ExecuteAsync("migrate_cancel");
         });
-        progress?.Report(sample);
         return sample.Phase switch
         {
             "completed" => sample,

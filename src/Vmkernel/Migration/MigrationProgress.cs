@@ -23,6 +23,12 @@ public sealed record MigrationProgress(
 {
     public bool IsTerminal => Phase is "completed" or "failed" or "cancelled";
 
+    /// <summary>
+    /// On the source's "completed" sample: from QEMU's completion until this host revoked the disks and released the
+    /// leases. The sample is reported only then, so a caller may take the leases on the target as soon as it sees it.
+    /// </summary>
+    public TimeSpan? HandoverTime { get; init; }
+
     /// <summary>Reads QEMU's query-migrate reply (MigrationInfo).</summary>
     public static MigrationProgress FromQueryMigrate(JsonElement info)
     {

@@ -220,7 +220,7 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// held back. When it reports completion (a reason), the disks are revoked first (exports removed: no write
     /// from this QEMU reaches them any more; leases released) and QEMU, now in postmigrate, quits.
     /// </summary>
-    internal async Task<T> MigrateOutAsync<T>(string migrationId, Func<QmpClient, Task<T>> migrate, Func<T, string?> completed, CancellationToken ct)
+    internal async Task<T> MigrateOutAsync<T>(string migrationId, Func<QmpClient, Task<T>> migrate, Func<T, string?> completed, Action revoked, CancellationToken ct)
     {
         T result = default!;
         await RunCommandAsync(async () =>
@@ -243,6 +243,8 @@ public sealed class VirtualMachine : IAsyncDisposable
                 return;
             }
             await _runtime.Storage.DetachAsync(Name);
+            // The target may take the leases from here on; this QEMU can no longer reach the disks.
+            revoked();
             _exitReason = reason;
             SetStatus(VmState.Stopping, reason, stopRequested: true);
             // SIGKILL, not `quit`: the guest's state lives on the target now, and a QEMU whose NBD server went away
