@@ -231,7 +231,7 @@ public sealed class LiveMigrations
 
         var lastTransferred = -1L;
         var lastGrowth = Stopwatch.GetTimestamp();
-        var sample = await WaitForTerminalAsync(vm, ct, onTick: p =>
+        var sample = await WaitForTerminalAsync(vm, ct, outgoing: true, onTick: p =>
         {
             progress?.Report(p);
             if (p.TransferredBytes != lastTransferred)
@@ -267,7 +267,7 @@ public sealed class LiveMigrations
     /// <paramref name="onTimeout"/>'s exception is thrown.
     /// </summary>
     private static async Task<MigrationProgress> WaitForTerminalAsync(VirtualMachine vm, CancellationToken ct, Func<MigrationException>? onTimeout = null,
-        Action<MigrationProgress>? onTick = null, Func<Task>? onCancel = null)
+        Action<MigrationProgress>? onTick = null, Func<Task>? onCancel = null, bool outgoing = false)
     {
         var cancelled = false;
         var changed = new SemaphoreSlim(0);
@@ -287,7 +287,8 @@ public sealed class LiveMigrations
                 {
                     throw new MigrationException($"VM '{vm.Name}': its QEMU stopped answering during the migration ({e.Message})", e);
                 }
-                if (sample.IsTerminal)
+                // Only "completed" can be stale (see HasSourceFigures); the source's failed/cancelled carry no times.
+                if (sample.IsTerminal && !(outgoing && sample.Phase == "completed" && !sample.HasSourceFigures))
                 {
                     return sample;
                 }

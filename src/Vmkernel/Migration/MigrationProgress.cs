@@ -45,6 +45,16 @@ public sealed record MigrationProgress(
             hasRam ? (int)Num(ram, "dirty-sync-count") : 0,
             TimeSpan.FromMilliseconds(Num(info, "total-time")),
             info.TryGetProperty("downtime", out var d) && d.ValueKind == JsonValueKind.Number ? TimeSpan.FromMilliseconds(d.GetInt64()) : null,
-            Str(info, "error-desc") is { Length: > 0 } err ? err : null);
+            Str(info, "error-desc") is { Length: > 0 } err ? err : null)
+        {
+            HasSourceFigures = info.ValueKind == JsonValueKind.Object && info.TryGetProperty("total-time", out _),
+        };
     }
+
+    /// <summary>
+    /// The sample carries the source side's figures (total-time). A QEMU that was itself the target of an earlier
+    /// migration answers query-migrate with that incoming migration's "completed" until its own outgoing one has
+    /// left the "none" state, and without any of the source's figures.
+    /// </summary>
+    public bool HasSourceFigures { get; init; }
 }
