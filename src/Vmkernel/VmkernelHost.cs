@@ -23,6 +23,7 @@ public sealed class VmkernelHost : IAsyncDisposable
     private readonly VmRuntime _runtime;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _defineGate = new(1, 1);
+    private StateDirectoryLock? _stateLock;
 
     private VmkernelHost(VmkernelOptions options, VmRuntime runtime, AcceleratorChoice accelerator, long memoryBytes, ILogger logger)
     {
@@ -53,6 +54,21 @@ public sealed class VmkernelHost : IAsyncDisposable
             ?? throw new VmkernelException(
                 $"QEMU not found: '{options.QemuBinary}' is not on PATH. Install the Debian package qemu-system-x86 (scripts/setup.sh does it).");
         EnsureWritable(options.StateDirectory);
+        var stateLock = StateDirectoryLock.Acquire(options.StateDirectory);
+        try
+        {
+            return await OpenLockedAsync(options, qemu, stateLock, loggerFactory, logger, ct);
+        }
+        catch
+        {
+            stateLock.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<VmkernelHost> OpenLockedAsync(VmkernelOptions options, string qemu, StateDirectoryLock stateLock,
+        ILoggerFactory loggerFactory, ILogger logger, CancellationToken ct)
+    {
         var accelerator = AcceleratorProbe.Choose(options.Accelerator, logger);
         logger.LogInformation("Accelerator {Accelerator}: {Reason}", accelerator.Accelerator, accelerator.Reason);
         var user = options.QemuUser switch
@@ -67,13 +83,15 @@ public sealed class VmkernelHost : IAsyncDisposable
             cgroups = CgroupManagerFactory.Detect(logger);
             logger.LogInformation("VM resource control through {Cgroups}", cgroups.Describe());
         }
+        // Checked before anything is started: a bad setting must not leave a listening NBD socket behind.
+        var (migrationAddress, migrationTls) = MigrationSettings(options, user);
         VmkernelHost? host = null;
         var storage = new StorageStack(options.StateDirectory, options.HostName, options.DatastoreTimings, user, loggerFactory,
             (datastore, reason) => host?.Fence(datastore, reason));
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
             loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait);
-        host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
-        host.Migrations = CreateMigrations(host, options, user, loggerFactory);
+        host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger) { _stateLock = stateLock };
+        host.Migrations = new LiveMigrations(host, migrationAddress, migrationTls, options.DiskLeaseWait, loggerFactory.CreateLogger<LiveMigrations>());
         storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
         return host;
@@ -154,6 +172,7 @@ public sealed class VmkernelHost : IAsyncDisposable
         _vms.Clear();
         await _runtime.Storage.DisposeAsync();
         _defineGate.Dispose();
+        _stateLock?.Dispose();
     }
 
     /// <summary>
@@ -200,14 +219,14 @@ public sealed class VmkernelHost : IAsyncDisposable
         }
     }
 
-    private static LiveMigrations CreateMigrations(VmkernelHost host, VmkernelOptions options, string? qemuUser, ILoggerFactory loggerFactory)
+    private static (System.Net.IPAddress Address, string? TlsDirectory) MigrationSettings(VmkernelOptions options, string? qemuUser)
     {
         if (!System.Net.IPAddress.TryParse(options.MigrationAddress, out var address))
         {
             throw new VmkernelException($"migration address '{options.MigrationAddress}' is not an IP address; give this host's address on the migration network");
         }
         var tls = options.MigrationTls is { } files ? MigrationTlsDirectory.Install(files, options.StateDirectory, qemuUser) : null;
-        return new LiveMigrations(host, address, tls, options.DiskLeaseWait, loggerFactory.CreateLogger<LiveMigrations>());
+        return (address, tls);
     }
 
     private static void WriteSpec(VmPaths paths, VmSpec spec)

@@ -85,6 +85,16 @@ public sealed class TestHost : IAsyncDisposable
             {
             }
         }
+        // A daemon that lets go of its VMs leaves their cgroups to the next one; nobody comes next here.
+        var vms = Path.Combine(StateDirectory, "vms");
+        if (Directory.Exists(vms))
+        {
+            var cgroups = Vmk.Vmkernel.Resources.CgroupManagerFactory.Detect();
+            foreach (var vm in Directory.EnumerateDirectories(vms))
+            {
+                cgroups.Open(Path.GetFileName(vm))?.Delete();
+            }
+        }
         try
         {
             Directory.Delete(Root, recursive: true);
