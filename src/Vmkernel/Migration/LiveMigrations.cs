@@ -327,10 +327,13 @@ public sealed class LiveMigrations
         try
         {
             await vm.KillAsync(CancellationToken.None);
+            // A QEMU that already exited (a failed incoming stream ends it) is settled by the VM's exit watcher,
+            // which may not have run yet: a VM can only be deleted once it is Stopped or Failed.
+            await vm.WaitForAsync(s => s.State is VmState.Stopped or VmState.Failed, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
             await _host.DeleteAsync(name, CancellationToken.None);
             _logger.LogInformation("Migration {Migration}: target VM {Vm} removed from this host", migrationId, name);
         }
-        catch (VmkernelException e)
+        catch (Exception e) when (e is VmkernelException or TimeoutException or IOException)
         {
             _logger.LogError("Migration {Migration}: the target VM {Vm} could not be removed: {Error}", migrationId, name, e.Message);
         }
