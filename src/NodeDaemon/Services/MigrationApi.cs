@@ -18,6 +18,7 @@ namespace Vmk.NodeDaemon.Services;
 public sealed class MigrationApi(
     VmkernelRunner vmkernel,
     VmSpecConverter converter,
+    HostAllocation allocation,
     VmEventHub events,
     VmOwnerStore owners,
     ILogger<MigrationApi> logger) : MigrationService.MigrationServiceBase
@@ -28,7 +29,9 @@ public sealed class MigrationApi(
         var spec = converter.ToVmkernel(request.Spec);
         var owner = new VmOwnerRecord(request.Spec.Owner?.Namespace ?? "", request.Spec.Owner?.Name ?? "", request.Spec.Owner?.Uid ?? "");
         var host = vmkernel.Host;
-        var incoming = await Run(() => host.Migrations.PrepareIncomingAsync(request.MigrationId, spec, ToPolicy(request.Policy), context.CancellationToken));
+        // The arriving VM's reservations are admitted like any start's (RESOURCE_EXHAUSTED when they do not fit).
+        var incoming = await Run(() => host.Migrations.PrepareIncomingAsync(request.MigrationId, spec, ToPolicy(request.Policy), context.CancellationToken,
+            (vm, start) => allocation.AdmitAndStartAsync(vm, start, context.CancellationToken)));
         var vm = host.Get(incoming.VmName);
         owners.Set(vm.Name, owner);
         events.Attach(vm);

@@ -55,8 +55,13 @@ public sealed class LiveMigrations
             .Concat(_outgoing.Select(kv => (kv.Key, (Role: "outgoing", Vm: kv.Value.Vm))))
             .ToDictionary(x => x.Key, x => x.Item2);
 
-    /// <summary>Target side: defines the VM here and starts its QEMU waiting for the migration stream.</summary>
-    public async Task<IncomingMigration> PrepareIncomingAsync(string migrationId, VmSpec spec, MigrationPolicy policy, CancellationToken ct = default)
+    /// <summary>
+    /// Target side: defines the VM here and starts its QEMU waiting for the migration stream. <paramref name="admit"/>
+    /// wraps the start with the caller's admission control (the daemon's reservations); its exceptions pass through
+    /// unchanged after the VM was removed again.
+    /// </summary>
+    public async Task<IncomingMigration> PrepareIncomingAsync(string migrationId, VmSpec spec, MigrationPolicy policy, CancellationToken ct = default,
+        Func<VirtualMachine, Func<Task>, Task>? admit = null)
     {
         ValidateId(migrationId);
         RequireTls(policy);
@@ -71,7 +76,8 @@ public sealed class LiveMigrations
         try
         {
             var vm = await _host.DefineAsync(spec, ct);
-            await vm.StartIncomingAsync(migrationId, ct);
+            Func<Task> start = () => vm.StartIncomingAsync(migrationId, ct);
+            await (admit is null ? start() : admit(vm, start));
             var qmp = vm.Qmp ?? throw new MigrationException($"VM '{spec.Name}' has no QMP connection after its start");
             // late-block-activate: the target's block layer stays inactive until `cont`, i.e. until the leases are ours.
             await SetCapabilitiesAsync(qmp, [("events", true), ("late-block-activate", true)], ct);
@@ -84,7 +90,7 @@ public sealed class LiveMigrations
         {
             _logger.LogWarning("Migration {Migration}: preparing VM {Vm} failed: {Error}", migrationId, spec.Name, e.Message);
             await DiscardIncomingAsync(migrationId);
-            if (e is OperationCanceledException or MigrationException)
+            if (e is OperationCanceledException or MigrationException || e is not (VmkernelException or QmpException or IOException))
             {
                 throw;
             }
