@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Vmk.Vmkernel.Migration;
 using Vmk.Vmkernel.Network;
 using Vmk.Vmkernel.Qemu;
 using Vmk.Vmkernel.Qemu.Accel;
@@ -83,6 +84,8 @@ public sealed class VmkernelHost : IAsyncDisposable
             cgroups = CgroupManagerFactory.Detect(logger);
             logger.LogInformation("VM resource control through {Cgroups}", cgroups.Describe());
         }
+        // Checked before anything is started: a bad setting must not leave a listening NBD socket behind.
+        var (migrationAddress, migrationTls) = MigrationSettings(options, user);
         VmkernelHost? host = null;
         var storage = new StorageStack(options.StateDirectory, options.HostName, options.DatastoreTimings, user, loggerFactory,
             (datastore, reason) => host?.Fence(datastore, reason));
@@ -92,6 +95,7 @@ public sealed class VmkernelHost : IAsyncDisposable
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
             loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait) { Network = network };
         host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger) { _stateLock = stateLock };
+        host.Migrations = new LiveMigrations(host, migrationAddress, migrationTls, options.DiskLeaseWait, loggerFactory.CreateLogger<LiveMigrations>());
         storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
         await network.ReleaseStrandedAsync(ct);
@@ -100,6 +104,9 @@ public sealed class VmkernelHost : IAsyncDisposable
 
     /// <summary>The vSwitch: port groups and the taps of this host's VMs on them.</summary>
     public HostNetwork Network => _runtime.Network!;
+
+    /// <summary>Live migrations to and from this host (vMotion with VMFS lease handover).</summary>
+    public LiveMigrations Migrations { get; private set; } = null!;
 
     /// <summary>Datastores and the NBD server that serves their disks to this host's VMs.</summary>
     public StorageStack Storage => _runtime.Storage;
@@ -220,6 +227,16 @@ public sealed class VmkernelHost : IAsyncDisposable
             await vm.AdoptAsync(ct);
             _vms[spec.Name] = vm;
         }
+    }
+
+    private static (System.Net.IPAddress Address, string? TlsDirectory) MigrationSettings(VmkernelOptions options, string? qemuUser)
+    {
+        if (!System.Net.IPAddress.TryParse(options.MigrationAddress, out var address))
+        {
+            throw new VmkernelException($"migration address '{options.MigrationAddress}' is not an IP address; give this host's address on the migration network");
+        }
+        var tls = options.MigrationTls is { } files ? MigrationTlsDirectory.Install(files, options.StateDirectory, qemuUser) : null;
+        return (address, tls);
     }
 
     private static void WriteSpec(VmPaths paths, VmSpec spec)

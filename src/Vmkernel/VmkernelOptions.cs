@@ -49,4 +49,10 @@ public sealed record VmkernelOptions
 
     /// <summary>How long QEMU may take to open its QMP socket after it was started.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The address of this host on the migration network: incoming live migrations listen there.</summary>
+    public string MigrationAddress { get; init; } = "127.0.0.1";
+
+    /// <summary>Certificates that encrypt live migrations (TLS); null: only migrations with TLS turned off.</summary>
+    public Migration.MigrationTlsFiles? MigrationTls { get; init; }
 }

@@ -164,12 +164,12 @@ public sealed class BadInputTests(DaemonFixture fixture) : IClassFixture<DaemonF
     }
 
     [Fact]
-    public async Task Migration_answers_unimplemented_naming_its_issue()
+    public async Task A_migration_without_a_vm_spec_is_refused_naming_the_field()
     {
         var mig = await Assert.ThrowsAsync<RpcException>(async () => await _client.Migrations.PrepareIncomingAsync(new PrepareIncomingRequest { MigrationId = "m1" }));
 
-        Assert.Equal(StatusCode.Unimplemented, mig.StatusCode);
-        Assert.Contains("issue 9", mig.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(StatusCode.InvalidArgument, mig.StatusCode);
+        Assert.Contains("spec", mig.Status.Detail, StringComparison.Ordinal);
     }
 
     [Fact]

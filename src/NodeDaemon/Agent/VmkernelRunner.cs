@@ -33,6 +33,8 @@ public sealed class VmkernelRunner(IOptions<DaemonOptions> options, ILoggerFacto
             QemuUser = o.QemuUser,
             UseCgroups = o.UseCgroups,
             HostName = o.EffectiveHostName,
+            MigrationAddress = o.EffectiveMigrationAddress(),
+            MigrationTls = MigrationTlsFrom(o.TlsDirectory),
         }, loggerFactory, cancellationToken);
         Started = DateTimeOffset.UtcNow;
         foreach (var vm in _host.VirtualMachines)
@@ -41,6 +43,20 @@ public sealed class VmkernelRunner(IOptions<DaemonOptions> options, ILoggerFacto
         }
         _logger.LogInformation("VMkernel open on {StateDirectory}: {Count} VMs adopted, accelerator {Accelerator}",
             o.StateDirectory, _host.VirtualMachines.Count, _host.Accelerator.Accelerator);
+    }
+
+    /// <summary>
+    /// Live migrations are encrypted with the daemon's own TLS material: its CA, its server certificate (the target
+    /// side) and the client certificate (the source side). Without a client certificate only unencrypted
+    /// migrations (a policy's explicit choice) are possible.
+    /// </summary>
+    private static Vmk.Vmkernel.Migration.MigrationTlsFiles? MigrationTlsFrom(string directory)
+    {
+        string F(string name) => Path.Combine(directory, name);
+        var files = new Vmk.Vmkernel.Migration.MigrationTlsFiles(
+            F(Vmk.NodeDaemon.Client.Security.TlsFiles.CaCertificate), F(Vmk.NodeDaemon.Client.Security.TlsFiles.Certificate), F(Vmk.NodeDaemon.Client.Security.TlsFiles.Key),
+            F(Vmk.NodeDaemon.Client.Security.TlsFiles.ClientCertificate), F(Vmk.NodeDaemon.Client.Security.TlsFiles.ClientKey));
+        return new[] { files.CaCertificate, files.ServerCertificate, files.ServerKey, files.ClientCertificate, files.ClientKey }.All(File.Exists) ? files : null;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

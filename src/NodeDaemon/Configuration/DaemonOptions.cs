@@ -21,6 +21,7 @@ public sealed class DaemonOptions
         ["--datastore-dirs"] = $"{Section}:{nameof(DatastoreDirectories)}",
         ["--host-name"] = $"{Section}:{nameof(HostName)}",
         ["--advertise-address"] = $"{Section}:{nameof(AdvertiseAddress)}",
+        ["--migration-address"] = $"{Section}:{nameof(MigrationAddress)}",
         ["--kubeconfig"] = $"{Section}:{nameof(Kubeconfig)}",
         ["--report-interval"] = $"{Section}:{nameof(ReportIntervalSeconds)}",
         ["--accelerator"] = $"{Section}:{nameof(Accelerator)}",
@@ -86,6 +87,51 @@ public sealed class DaemonOptions
     public IReadOnlyList<string> ImageDirectoryList => SplitDirectories(ImageDirectories);
 
     public IReadOnlyList<string> DatastoreDirectoryList => SplitDirectories(DatastoreDirectories);
+
+    /// <summary>This host's IP on the migration network; by default the host part of --advertise-address or --grpc-listen.</summary>
+    public string? MigrationAddress { get; set; }
+
+    /// <summary>
+    /// Where incoming live migrations listen: --migration-address, else the advertised or gRPC listen address when it
+    /// is a concrete IP (a name is resolved), else loopback (a single-machine setup).
+    /// </summary>
+    public string EffectiveMigrationAddress()
+    {
+        if (!string.IsNullOrWhiteSpace(MigrationAddress))
+        {
+            return IPAddress.TryParse(MigrationAddress, out _) ? MigrationAddress
+                : throw new ArgumentException($"--migration-address '{MigrationAddress}' is not an IP address");
+        }
+        foreach (var candidate in new[] { AdvertiseAddress, GrpcListen })
+        {
+            if (string.IsNullOrWhiteSpace(candidate))
+            {
+                continue;
+            }
+            var host = candidate.StartsWith('[') ? candidate[1..candidate.IndexOf(']', StringComparison.Ordinal)]
+                : candidate.Contains(':', StringComparison.Ordinal) ? candidate[..candidate.LastIndexOf(':')] : candidate;
+            if (IPAddress.TryParse(host, out var ip))
+            {
+                if (!ip.Equals(IPAddress.Any) && !ip.Equals(IPAddress.IPv6Any))
+                {
+                    return ip.ToString();
+                }
+                continue;
+            }
+            try
+            {
+                var resolved = Dns.GetHostAddresses(host).FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
+                if (resolved is not null)
+                {
+                    return resolved.ToString();
+                }
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+            }
+        }
+        return IPAddress.Loopback.ToString();
+    }
 
     public static IPEndPoint ParseEndpoint(string value, string setting)
     {

@@ -93,6 +93,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
             {
                 vm.GuestAddresses.Select(a => new Api.NicAddress { Nic = a.Nic, Mac = a.Mac, PortGroup = a.PortGroup ?? "", Addresses = { a.Addresses } }),
             },
+            Migration = vm.Migration ?? "",
         },
     };
 

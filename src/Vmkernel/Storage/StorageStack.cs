@@ -19,6 +19,7 @@ public sealed class StorageStack : IAsyncDisposable
 
     private readonly ConcurrentDictionary<string, MountedDatastore> _datastores = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, List<(string Export, VirtualDisk Disk, string Datastore)>> _attached = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, List<(string Export, LeaseGatedDisk Gate, DiskSpec Spec)>> _incoming = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private readonly string _mountsFile;
     private readonly string _hostName;
@@ -157,9 +158,95 @@ public sealed class StorageStack : IAsyncDisposable
         return Describe(vm, disks);
     }
 
+    /// <summary>
+    /// Live migration, target side: exports a VM's datastore disks without taking their leases (the source host
+    /// still holds them and its QEMU may still write). Requests are refused until <see cref="TakeOverAsync"/>.
+    /// </summary>
+    internal async Task<IReadOnlyList<DiskSpec>> AttachIncomingAsync(string vm, IReadOnlyList<DiskSpec> disks)
+    {
+        await DetachAsync(vm);
+        var gates = new List<(string Export, LeaseGatedDisk Gate, DiskSpec Spec)>();
+        try
+        {
+            foreach (var d in disks.Where(d => d.Datastore is not null))
+            {
+                var info = GetDatastore(d.Datastore!).Datastore.List().FirstOrDefault(i => i.Name == d.DatastoreDisk)
+                    ?? throw new VmkernelException($"disk '{d.Name}': {d.Datastore}/{d.DatastoreDisk} does not exist on this host's view of the datastore");
+                var export = ExportName(vm, d);
+                var gate = new LeaseGatedDisk($"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}", info.SizeBytes, d.ReadOnly);
+                Nbd.AddExport(export, gate, readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm} (incoming, no lease yet)");
+                gates.Add((export, gate, d));
+            }
+        }
+        catch
+        {
+            foreach (var (export, _, _) in gates)
+            {
+                await Nbd.RemoveExportAsync(export);
+            }
+            throw;
+        }
+        _incoming[vm] = gates;
+        return Describe(vm, disks);
+    }
+
+    /// <summary>
+    /// Live migration, target side, after the source released the leases: takes every disk's lease (a failure
+    /// releases what was taken and leaves the exports refusing) and only then lets requests through.
+    /// </summary>
+    internal Task TakeOverAsync(string vm, TimeSpan leaseWait)
+    {
+        if (!_incoming.TryGetValue(vm, out var gates))
+        {
+            throw new VmkernelException($"VM '{vm}' has no incoming disks on this host to take over");
+        }
+        var opened = new List<(string Export, VirtualDisk Disk, string Datastore)>();
+        try
+        {
+            foreach (var (export, _, d) in gates)
+            {
+                try
+                {
+                    var disk = GetDatastore(d.Datastore!).Datastore.OpenDisk(d.DatastoreDisk!, d.ReadOnly ? LeaseMode.SharedRead : LeaseMode.Exclusive, leaseWait);
+                    opened.Add((export, disk, d.Datastore!));
+                }
+                catch (VmfsException e)
+                {
+                    throw new VmkernelException($"disk '{d.Name}' ({d.Datastore}/{d.DatastoreDisk}): the lease handover failed: {e.Message}", e);
+                }
+            }
+        }
+        catch
+        {
+            foreach (var (_, disk, _) in opened)
+            {
+                disk.Dispose();
+            }
+            throw;
+        }
+        // Every lease is ours: open the gates. From here on the disks are released like any attached VM's.
+        for (var i = 0; i < gates.Count; i++)
+        {
+            gates[i].Gate.Activate(opened[i].Disk);
+        }
+        _incoming.TryRemove(vm, out _);
+        if (opened.Count > 0)
+        {
+            _attached[vm] = opened;
+        }
+        return Task.CompletedTask;
+    }
+
     /// <summary>Stops serving a VM's disks and releases their leases.</summary>
     internal async Task DetachAsync(string vm)
     {
+        if (_incoming.TryRemove(vm, out var gates))
+        {
+            foreach (var (export, _, _) in gates)
+            {
+                await Nbd.RemoveExportAsync(export);
+            }
+        }
         if (_attached.TryRemove(vm, out var opened))
         {
             await ReleaseAsync(opened);

@@ -30,6 +30,8 @@ public sealed class VirtualMachine : IAsyncDisposable
     private bool _exitExpected;
     private bool _guestPoweredOff;
     private bool _detached;
+    private string? _exitReason;
+    private string? _migration;
 
     internal VirtualMachine(VmSpec spec, VmPaths paths, VmRuntime runtime, VmStatus? persisted)
     {
@@ -74,6 +76,12 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// <summary>Raised after every state change, outside any lock.</summary>
     public event EventHandler<VmStatus>? StatusChanged;
 
+    /// <summary>Set while the VM takes part in a live migration on this host: "outgoing:ID" or "incoming:ID".</summary>
+    public string? Migration => Volatile.Read(ref _migration);
+
+    /// <summary>QEMU's MIGRATION events (their "status"), for the live migration that follows them.</summary>
+    internal event EventHandler<string>? MigrationStatusChanged;
+
     /// <summary>
     /// The argv for this VM on this host, as a person would run it by hand. The VMkernel itself adds -S and
     /// resumes the guest with QMP `cont` once the console is attached.
@@ -98,7 +106,16 @@ public sealed class VirtualMachine : IAsyncDisposable
 
     public Task<VmStatus> WaitForStateAsync(VmState state, CancellationToken ct) => WaitForAsync(s => s.State == state, ct);
 
-    public async Task StartAsync(CancellationToken ct = default)
+    public Task StartAsync(CancellationToken ct = default) => StartCoreAsync(incomingMigration: null, ct);
+
+    /// <summary>
+    /// Live migration, target side: QEMU started paused with <c>-incoming defer</c>, its disks exported without
+    /// their leases (<see cref="StorageStack.AttachIncomingAsync"/>). The guest runs only after
+    /// <see cref="FinishIncomingAsync"/>.
+    /// </summary>
+    internal Task StartIncomingAsync(string migrationId, CancellationToken ct) => StartCoreAsync(migrationId, ct);
+
+    private async Task StartCoreAsync(string? incomingMigration, CancellationToken ct)
     {
         await RunCommandAsync(async () =>
         {
@@ -106,10 +123,11 @@ public sealed class VirtualMachine : IAsyncDisposable
             {
                 throw new VmkernelException($"VM '{Name}' is {State}; only a stopped or failed VM can be started");
             }
-            SetStatus(VmState.Starting, "starting QEMU", stopRequested: false);
+            Volatile.Write(ref _migration, incomingMigration is null ? null : $"incoming:{incomingMigration}");
+            SetStatus(VmState.Starting, incomingMigration is null ? "starting QEMU" : $"starting QEMU for incoming migration {incomingMigration}", stopRequested: false);
             try
             {
-                await LaunchAsync(ct);
+                await LaunchAsync(ct, incomingMigration);
             }
             catch (Exception e)
             {
@@ -174,6 +192,73 @@ public sealed class VirtualMachine : IAsyncDisposable
             p.Kill();
             await WaitExitAsync(TimeSpan.FromSeconds(30));
         }, ct);
+    }
+
+    /// <summary>
+    /// Live migration, target side, once the migration stream is complete and the source released the disks:
+    /// takes the leases (a failure leaves the guest paused and the disks untouched) and only then resumes.
+    /// </summary>
+    internal async Task FinishIncomingAsync(string migrationId, TimeSpan leaseWait, CancellationToken ct)
+    {
+        await RunCommandAsync(async () =>
+        {
+            if (Migration != $"incoming:{migrationId}" || _qmp is null || State != VmState.Paused)
+            {
+                throw new VmkernelException($"VM '{Name}' is {State} and not waiting for migration {migrationId} ({Migration ?? "no migration"})");
+            }
+            var qemuStatus = await _qmp.QueryStatusAsync(ct: ct);
+            if (qemuStatus != "paused")
+            {
+                throw new VmkernelException($"VM '{Name}': the migration stream has not completed (QEMU is {qemuStatus}); the guest stays paused");
+            }
+            await _runtime.Storage.TakeOverAsync(Name, leaseWait);
+            await _qmp.ExecuteAsync("cont", ct: ct);
+            Volatile.Write(ref _migration, null);
+            SetStatus(VmState.Running, $"migrated in (migration {migrationId})", stopRequested: false);
+        }, ct);
+    }
+
+    /// <summary>
+    /// Live migration, source side: runs <paramref name="migrate"/> against this VM's QEMU with every other command
+    /// held back. When it reports completion (a reason), the disks are revoked first (exports removed: no write
+    /// from this QEMU reaches them any more; leases released) and QEMU, now in postmigrate, quits.
+    /// </summary>
+    internal async Task<T> MigrateOutAsync<T>(string migrationId, Func<QmpClient, Task<T>> migrate, Func<T, string?> completed, Action revoked, CancellationToken ct)
+    {
+        T result = default!;
+        await RunCommandAsync(async () =>
+        {
+            if (State is not (VmState.Running or VmState.Paused) || _qmp is null)
+            {
+                throw new VmkernelException($"VM '{Name}' is {State}; only a running or paused VM can be migrated");
+            }
+            Volatile.Write(ref _migration, $"outgoing:{migrationId}");
+            try
+            {
+                result = await migrate(_qmp);
+            }
+            finally
+            {
+                Volatile.Write(ref _migration, null);
+            }
+            if (completed(result) is not string reason)
+            {
+                return;
+            }
+            await _runtime.Storage.DetachAsync(Name);
+            // The target may take the leases from here on; this QEMU can no longer reach the disks.
+            revoked();
+            _exitReason = reason;
+            SetStatus(VmState.Stopping, reason, stopRequested: true);
+            // SIGKILL, not `quit`: the guest's state lives on the target now, and a QEMU whose NBD server went away
+            // spends its reconnect delay trying to drain its disks before it exits (measured: 10 s).
+            _process?.Kill();
+            if (!await WaitExitAsync(TimeSpan.FromSeconds(30)))
+            {
+                throw new VmkernelException($"QEMU pid {_process?.Pid} of migrated VM '{Name}' did not exit after SIGKILL");
+            }
+        }, ct);
+        return result;
     }
 
     public Task ResetAsync(CancellationToken ct = default) => RequireQmpAsync("system_reset", null, ct);
@@ -260,7 +345,7 @@ public sealed class VirtualMachine : IAsyncDisposable
     private bool IsPoweredOn() => State is VmState.Running or VmState.Paused or VmState.Starting or VmState.Stopping
         && _process is { HasExited: false };
 
-    private async Task LaunchAsync(CancellationToken ct)
+    private async Task LaunchAsync(CancellationToken ct, string? incomingMigration = null)
     {
         foreach (var stale in new[] { Paths.QmpSocket, Paths.ConsoleSocket, Paths.PidFile })
         {
@@ -272,6 +357,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         }
         _exitExpected = false;
         _guestPoweredOff = false;
+        _exitReason = null;
         IReadOnlyList<string> procs = [];
         if (_runtime.Cgroups is { } cgroups)
         {
@@ -280,12 +366,19 @@ public sealed class VirtualMachine : IAsyncDisposable
         }
         // Always start paused and let the guest run only once the console pump is attached: QEMU drops
         // console output that no client reads, and the first lines of a boot are the ones people need.
-        var disks = await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait);
+        var disks = incomingMigration is null
+            ? await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait)
+            : await _runtime.Storage.AttachIncomingAsync(Name, Spec.Disks);
         if (_runtime.Network is { } network)
         {
             await network.AttachAsync(Spec, ct); // QEMU opens the taps by name
         }
         var argv = QemuCommandLine.Build(Spec with { StartPaused = true, Disks = disks }, Paths, _runtime.Qemu);
+        if (incomingMigration is not null)
+        {
+            // The listening address is chosen later through QMP (migrate-incoming), with TLS set up first.
+            argv = [.. argv, "-incoming", "defer"];
+        }
         _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
         _process = process;
@@ -296,7 +389,7 @@ public sealed class VirtualMachine : IAsyncDisposable
             _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
             await _console.ConnectAsync(ct);
             StartWatching();
-            if (!Spec.StartPaused)
+            if (!Spec.StartPaused && incomingMigration is null)
             {
                 await _qmp.ExecuteAsync("cont", ct: ct);
             }
@@ -313,7 +406,9 @@ public sealed class VirtualMachine : IAsyncDisposable
             throw;
         }
         var qemuStatus = await _qmp.QueryStatusAsync();
-        SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused, $"QEMU pid {process.Pid} started ({qemuStatus})", stopRequested: false);
+        SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused,
+            incomingMigration is null ? $"QEMU pid {process.Pid} started ({qemuStatus})" : $"QEMU pid {process.Pid} waits for incoming migration {incomingMigration}",
+            stopRequested: false);
     }
 
     private async Task<QmpClient> ConnectQmpAsync(QemuProcess process, CancellationToken ct)
@@ -365,6 +460,9 @@ public sealed class VirtualMachine : IAsyncDisposable
                     case "RESUME" when State == VmState.Paused:
                         SetStatus(VmState.Running, "resumed", stopRequested: false);
                         break;
+                    case "MIGRATION" when ev.Data.ValueKind == JsonValueKind.Object && ev.Data.TryGetProperty("status", out var ms):
+                        MigrationStatusChanged?.Invoke(this, ms.GetString() ?? "");
+                        break;
                     case "RESET":
                         _logger.LogInformation("VM {Vm} was reset", Name);
                         break;
@@ -394,10 +492,11 @@ public sealed class VirtualMachine : IAsyncDisposable
         var current = Status;
         if (current.StopRequested || _exitExpected)
         {
-            SetStatus(VmState.Stopped, _guestPoweredOff ? "guest powered off" : "stopped", stopRequested: true);
+            SetStatus(VmState.Stopped, _exitReason ?? (_guestPoweredOff ? "guest powered off" : "stopped"), stopRequested: true);
         }
         else
         {
+            Volatile.Write(ref _migration, null);
             SetStatus(VmState.Failed, $"QEMU exited unexpectedly: {DescribeStderr(process)}", stopRequested: false);
         }
         _logger.LogInformation("VM {Vm} QEMU pid {Pid} exited: {State} ({Reason})", Name, process.Pid, State, Status.Reason);

@@ -1,0 +1,428 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Vmk.Vmkernel.Qemu.Qmp;
+using Vmk.Vmkernel.Vm;
+
+namespace Vmk.Vmkernel.Migration;
+
+/// <summary>
+/// Live migration (vMotion) on one host, both roles, following DESIGN.md section 4:
+/// <list type="number">
+/// <item>target <see cref="PrepareIncomingAsync"/>: the VM's QEMU starts paused with <c>-incoming defer</c>, its
+/// disks exported without their leases (requests refused), and listens on this host's migration address;</item>
+/// <item>source <see cref="MigrateOutAsync"/>: QMP <c>migrate</c> with the policy, progress from query-migrate;
+/// at completion QEMU is in postmigrate, its disk exports are removed (nothing it sends reaches a disk any more),
+/// the leases released and QEMU quits; the VM's definition leaves this host;</item>
+/// <item>target <see cref="FinishIncomingAsync"/>: takes the leases (must succeed) and only then resumes the guest.</item>
+/// </list>
+/// Any failure before the source's completion leaves the guest running on the source; <see cref="CancelAsync"/>
+/// stops a migration on either side (migrate_cancel on the source, the target's QEMU killed and its VM removed).
+/// </summary>
+public sealed class LiveMigrations
+{
+    private const string TlsObjectId = "vmk-migration-tls";
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
+
+    private readonly VmkernelHost _host;
+    private readonly string? _tlsDirectory;
+    private readonly TimeSpan _leaseWait;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, string> _incoming = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Outgoing> _outgoing = new(StringComparer.Ordinal);
+
+    internal LiveMigrations(VmkernelHost host, IPAddress address, string? tlsDirectory, TimeSpan leaseWait, ILogger logger)
+    {
+        _host = host;
+        Address = address;
+        _tlsDirectory = tlsDirectory;
+        _leaseWait = leaseWait;
+        _logger = logger;
+    }
+
+    /// <summary>Where this host's incoming migrations listen (the migration network).</summary>
+    public IPAddress Address { get; }
+
+    /// <summary>Whether this host can encrypt migration streams (it was given TLS credentials).</summary>
+    public bool TlsAvailable => _tlsDirectory is not null;
+
+    /// <summary>Migration ids in progress on this host, with their role ("incoming" or "outgoing") and VM.</summary>
+    public IReadOnlyDictionary<string, (string Role, string Vm)> InProgress =>
+        _incoming.Select(kv => (kv.Key, (Role: "incoming", Vm: kv.Value)))
+            .Concat(_outgoing.Select(kv => (kv.Key, (Role: "outgoing", Vm: kv.Value.Vm))))
+            .ToDictionary(x => x.Key, x => x.Item2);
+
+    /// <summary>
+    /// Target side: defines the VM here and starts its QEMU waiting for the migration stream. <paramref name="admit"/>
+    /// wraps the start with the caller's admission control (the daemon's reservations); its exceptions pass through
+    /// unchanged after the VM was removed again.
+    /// </summary>
+    public async Task<IncomingMigration> PrepareIncomingAsync(string migrationId, VmSpec spec, MigrationPolicy policy, CancellationToken ct = default,
+        Func<VirtualMachine, Func<Task>, Task>? admit = null)
+    {
+        ValidateId(migrationId);
+        RequireTls(policy);
+        if (_host.Find(spec.Name) is { } existing && existing.State is not (VmState.Stopped or VmState.Failed))
+        {
+            throw new MigrationException($"migration {migrationId}: this host already runs a VM named '{spec.Name}' ({existing.State}); a VM can be on one host only", MigrationErrorKind.Precondition);
+        }
+        if (!_incoming.TryAdd(migrationId, spec.Name))
+        {
+            throw new MigrationException($"migration {migrationId} is already being prepared on this host", MigrationErrorKind.Precondition);
+        }
+        try
+        {
+            var vm = await _host.DefineAsync(spec, ct);
+            Func<Task> start = () => vm.StartIncomingAsync(migrationId, ct);
+            await (admit is null ? start() : admit(vm, start));
+            var qmp = vm.Qmp ?? throw new MigrationException($"VM '{spec.Name}' has no QMP connection after its start");
+            // late-block-activate: the target's block layer stays inactive until `cont`, i.e. until the leases are ours.
+            await SetCapabilitiesAsync(qmp, [("events", true), ("late-block-activate", true)], ct);
+            await ConfigureTlsAsync(qmp, policy.Tls ? "server" : null, ct);
+            var uri = await ListenAsync(qmp, ct);
+            _logger.LogInformation("Migration {Migration}: VM {Vm} waits for its state on {Uri} (TLS {Tls})", migrationId, spec.Name, uri, policy.Tls ? "on" : "off");
+            return new IncomingMigration(migrationId, spec.Name, uri);
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning("Migration {Migration}: preparing VM {Vm} failed: {Error}", migrationId, spec.Name, e.Message);
+            await DiscardIncomingAsync(migrationId);
+            if (e is OperationCanceledException or MigrationException || e is not (VmkernelException or QmpException or IOException))
+            {
+                throw;
+            }
+            throw new MigrationException($"migration {migrationId}: the target cannot receive VM '{spec.Name}': {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Source side: migrates the VM to a target prepared with <see cref="PrepareIncomingAsync"/>. Returns once QEMU
+    /// completed, the disks were revoked on this host, their leases released and the source QEMU has exited. Throws
+    /// <see cref="MigrationException"/> (the guest still runs here) when the migration fails or is cancelled.
+    /// </summary>
+    public async Task<MigrationResult> MigrateOutAsync(string migrationId, string vmName, string targetUri, MigrationPolicy policy,
+        IProgress<MigrationProgress>? progress = null, CancellationToken ct = default)
+    {
+        ValidateId(migrationId);
+        RequireTls(policy);
+        if (!targetUri.StartsWith("tcp:", StringComparison.Ordinal))
+        {
+            throw new MigrationException($"migration {migrationId}: target '{targetUri}' is not a tcp:HOST:PORT address (PrepareIncoming on the target returns one)", MigrationErrorKind.InvalidArgument);
+        }
+        var vm = _host.Get(vmName);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var outgoing = new Outgoing(vmName, cancel);
+        if (!_outgoing.TryAdd(migrationId, outgoing))
+        {
+            throw new MigrationException($"migration {migrationId} is already running on this host", MigrationErrorKind.Precondition);
+        }
+        using var timeout = new CancellationTokenSource();
+        using var onTimeout = timeout.Token.Register(() =>
+        {
+            outgoing.Reason ??= $"it took longer than the policy's {policy.Timeout.TotalSeconds:0} s";
+            cancel.Cancel();
+        });
+        if (policy.Timeout > TimeSpan.Zero)
+        {
+            timeout.CancelAfter(policy.Timeout);
+        }
+        try
+        {
+            long completedAt = 0;
+            MigrationProgress? handedOver = null;
+            var final = await vm.MigrateOutAsync(migrationId,
+                qmp => RunOutgoingAsync(vm, qmp, migrationId, targetUri, policy, progress, outgoing),
+                p =>
+                {
+                    completedAt = Stopwatch.GetTimestamp();
+                    handedOver = p;
+                    return p.Phase == "completed" ? $"migrated to {targetUri} (migration {migrationId})" : null;
+                },
+                () =>
+                {
+                    // Reported before this QEMU is killed: the caller's FinishIncoming on the target need not wait for it.
+                    handedOver = handedOver! with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
+                    progress?.Report(handedOver);
+                },
+                CancellationToken.None);
+            final = handedOver ?? final;
+            var handover = final.HandoverTime ?? TimeSpan.Zero;
+            _logger.LogInformation(
+                "Migration {Migration}: VM {Vm} moved to {Uri} in {Total} ms, downtime {Downtime} ms, {Bytes} bytes; disks revoked and leases released in {Handover} ms",
+                migrationId, vmName, targetUri, final.TotalTime.TotalMilliseconds, final.Downtime?.TotalMilliseconds, final.TransferredBytes, handover.TotalMilliseconds);
+            // The VM lives on the target now: its definition leaves this host, as with vMotion.
+            await _host.DeleteAsync(vmName, CancellationToken.None);
+            return new MigrationResult(final, handover);
+        }
+        finally
+        {
+            _outgoing.TryRemove(migrationId, out _);
+        }
+    }
+
+    /// <summary>
+    /// Target side, after the source's <see cref="MigrateOutAsync"/> returned: waits for QEMU to have loaded the
+    /// whole state, takes the disk leases and resumes the guest.
+    /// </summary>
+    public async Task<VirtualMachine> FinishIncomingAsync(string migrationId, CancellationToken ct = default)
+    {
+        if (!_incoming.TryGetValue(migrationId, out var name))
+        {
+            throw new MigrationException($"migration {migrationId} is not incoming on this host (prepare it first, or it was cancelled)", MigrationErrorKind.NotFound);
+        }
+        var vm = _host.Get(name);
+        var clock = Stopwatch.StartNew();
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(30));
+        var status = await WaitForTerminalAsync(vm, deadline.Token, () => new MigrationException(
+            $"migration {migrationId}: the target has not received the complete state of VM '{name}' within 30 s; the guest stays paused"));
+        if (status.Phase != "completed")
+        {
+            throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
+        }
+        var loaded = clock.Elapsed;
+        await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
+        _incoming.TryRemove(migrationId, out _);
+        _logger.LogInformation("Migration {Migration}: VM {Vm} runs on this host under its disk leases ({Loaded} ms to see the state loaded, {Resumed} ms to take the leases and resume)",
+            migrationId, name, (long)loaded.TotalMilliseconds, (long)(clock.Elapsed - loaded).TotalMilliseconds);
+        return vm;
+    }
+
+    /// <summary>
+    /// Cancels a migration on this host, whichever role it has here: the source keeps running, the target's QEMU
+    /// is killed and its VM removed. False when this host knows no such migration.
+    /// </summary>
+    public async Task<bool> CancelAsync(string migrationId, string reason = "cancelled")
+    {
+        if (_outgoing.TryGetValue(migrationId, out var outgoing))
+        {
+            outgoing.Reason = reason;
+            await outgoing.Cancel.CancelAsync();
+            return true;
+        }
+        if (_incoming.ContainsKey(migrationId))
+        {
+            await DiscardIncomingAsync(migrationId);
+            return true;
+        }
+        return false;
+    }
+
+    private async Task<MigrationProgress> RunOutgoingAsync(VirtualMachine vm, QmpClient qmp, string migrationId, string targetUri,
+        MigrationPolicy policy, IProgress<MigrationProgress>? progress, Outgoing outgoing)
+    {
+        var ct = outgoing.Cancel.Token;
+        ct.ThrowIfCancellationRequested();
+        await SetCapabilitiesAsync(qmp, [("events", true), ("auto-converge", policy.AutoConverge)], ct);
+        await ConfigureTlsAsync(qmp, policy.Tls ? "client" : null, ct);
+        var parameters = new Dictionary<string, object?>();
+        if (policy.BandwidthBytesPerSecond > 0)
+        {
+            parameters["max-bandwidth"] = policy.BandwidthBytesPerSecond;
+        }
+        if (policy.DowntimeLimit > TimeSpan.Zero)
+        {
+            parameters["downtime-limit"] = (long)policy.DowntimeLimit.TotalMilliseconds;
+        }
+        if (parameters.Count > 0)
+        {
+            await qmp.ExecuteAsync("migrate-set-parameters", parameters, ct: ct);
+        }
+        _logger.LogInformation("Migration {Migration}: VM {Vm} to {Uri} (TLS {Tls}, bandwidth {Bandwidth}, downtime limit {Downtime} ms, auto-converge {AutoConverge})",
+            migrationId, vm.Name, targetUri, policy.Tls ? "on" : "off", policy.BandwidthBytesPerSecond, policy.DowntimeLimit.TotalMilliseconds, policy.AutoConverge);
+        await qmp.ExecuteAsync("migrate", new { uri = targetUri }, ct: ct);
+
+        var lastTransferred = -1L;
+        var lastGrowth = Stopwatch.GetTimestamp();
+        var sample = await WaitForTerminalAsync(vm, ct, outgoing: true, onTick: p =>
+        {
+            progress?.Report(p);
+            if (p.TransferredBytes != lastTransferred)
+            {
+                lastTransferred = p.TransferredBytes;
+                lastGrowth = Stopwatch.GetTimestamp();
+            }
+            else if (policy.NoProgressTimeout > TimeSpan.Zero && Stopwatch.GetElapsedTime(lastGrowth) > policy.NoProgressTimeout)
+            {
+                outgoing.Reason ??= $"no progress for {policy.NoProgressTimeout.TotalSeconds:0} s (target unreachable or hung)";
+                outgoing.Cancel.Cancel();
+            }
+        }, onCancel: async () =>
+        {
+            // QEMU goes on with the source as it was (running); the wait continues until it reports "cancelled".
+            _logger.LogWarning("Migration {Migration}: cancelling ({Reason})", migrationId, outgoing.Reason ?? "cancelled");
+            await qmp.ExecuteAsync("migrate_cancel");
+        });
+        return sample.Phase switch
+        {
+            "completed" => sample,
+            "cancelled" => throw new MigrationException(
+                $"migration {migrationId} of VM '{vm.Name}' to {targetUri} was cancelled ({outgoing.Reason ?? "cancelled"}); the VM goes on running on {_host.Options.HostName}"),
+            _ => throw new MigrationException(
+                $"migration {migrationId} of VM '{vm.Name}' to {targetUri} failed: {sample.Error ?? "QEMU gave no reason"}; the VM goes on running on {_host.Options.HostName}"),
+        };
+    }
+
+    /// <summary>
+    /// Samples query-migrate until the migration is completed, failed or cancelled; a MIGRATION event wakes it at
+    /// once, the interval only paces the progress reports. When <paramref name="ct"/> is cancelled,
+    /// <paramref name="onCancel"/> runs once and the wait goes on (for QEMU to confirm), or without it
+    /// <paramref name="onTimeout"/>'s exception is thrown.
+    /// </summary>
+    private static async Task<MigrationProgress> WaitForTerminalAsync(VirtualMachine vm, CancellationToken ct, Func<MigrationException>? onTimeout = null,
+        Action<MigrationProgress>? onTick = null, Func<Task>? onCancel = null, bool outgoing = false)
+    {
+        var cancelled = false;
+        var changed = new SemaphoreSlim(0);
+        void OnStatus(object? _, string status) => changed.Release();
+        vm.MigrationStatusChanged += OnStatus;
+        try
+        {
+            while (true)
+            {
+                var qmp = vm.Qmp ?? throw new MigrationException($"VM '{vm.Name}' lost its QEMU during the migration");
+                MigrationProgress sample;
+                try
+                {
+                    sample = MigrationProgress.FromQueryMigrate(await qmp.ExecuteAsync("query-migrate"));
+                }
+                catch (QmpException e)
+                {
+                    throw new MigrationException($"VM '{vm.Name}': its QEMU stopped answering during the migration ({e.Message})", e);
+                }
+                // Only "completed" can be stale (see HasSourceFigures); the source's failed/cancelled carry no times.
+                if (sample.IsTerminal && !(outgoing && sample.Phase == "completed" && !sample.HasSourceFigures))
+                {
+                    return sample;
+                }
+                onTick?.Invoke(sample);
+                if (ct.IsCancellationRequested && !cancelled)
+                {
+                    if (onCancel is null)
+                    {
+                        throw onTimeout?.Invoke() ?? (Exception)new OperationCanceledException(ct);
+                    }
+                    cancelled = true;
+                    await onCancel();
+                }
+                try
+                {
+                    await changed.WaitAsync(PollInterval, cancelled ? CancellationToken.None : ct);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        }
+        finally
+        {
+            // Not disposed: an event raised concurrently with the unsubscription may still release it.
+            vm.MigrationStatusChanged -= OnStatus;
+        }
+    }
+
+    private async Task DiscardIncomingAsync(string migrationId)
+    {
+        if (!_incoming.TryRemove(migrationId, out var name) || _host.Find(name) is not { } vm)
+        {
+            return;
+        }
+        try
+        {
+            await vm.KillAsync(CancellationToken.None);
+            // A QEMU that already exited (a failed incoming stream ends it) is settled by the VM's exit watcher,
+            // which may not have run yet: a VM can only be deleted once it is Stopped or Failed.
+            await vm.WaitForAsync(s => s.State is VmState.Stopped or VmState.Failed, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+            await _host.DeleteAsync(name, CancellationToken.None);
+            _logger.LogInformation("Migration {Migration}: target VM {Vm} removed from this host", migrationId, name);
+        }
+        catch (Exception e) when (e is VmkernelException or TimeoutException or IOException)
+        {
+            _logger.LogError("Migration {Migration}: the target VM {Vm} could not be removed: {Error}", migrationId, name, e.Message);
+        }
+    }
+
+    private async Task ConfigureTlsAsync(QmpClient qmp, string? endpoint, CancellationToken ct)
+    {
+        if (endpoint is null)
+        {
+            await qmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object?> { ["tls-creds"] = "" }, ct: ct);
+            return;
+        }
+        try
+        {
+            // A QEMU that migrated before (a cancelled try) still has the object; its endpoint may differ.
+            await qmp.ExecuteAsync("object-del", new { id = TlsObjectId }, ct: ct);
+        }
+        catch (QmpCommandException)
+        {
+        }
+        await qmp.ExecuteAsync("object-add", new Dictionary<string, object?>
+        {
+            ["qom-type"] = "tls-creds-x509",
+            ["id"] = TlsObjectId,
+            ["dir"] = _tlsDirectory,
+            ["endpoint"] = endpoint,
+            ["verify-peer"] = true,
+        }, ct: ct);
+        await qmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object?> { ["tls-creds"] = TlsObjectId }, ct: ct);
+    }
+
+    private static async Task SetCapabilitiesAsync(QmpClient qmp, (string Name, bool On)[] capabilities, CancellationToken ct) =>
+        await qmp.ExecuteAsync("migrate-set-capabilities",
+            new { capabilities = capabilities.Select(c => new Dictionary<string, object> { ["capability"] = c.Name, ["state"] = c.On }).ToArray() }, ct: ct);
+
+    /// <summary>Picks a free port on the migration address and has QEMU listen there (again on a lost race).</summary>
+    private async Task<string> ListenAsync(QmpClient qmp, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            int port;
+            using (var probe = new TcpListener(Address, 0))
+            {
+                probe.Start();
+                port = ((IPEndPoint)probe.LocalEndpoint).Port;
+            }
+            var host = Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{Address}]" : Address.ToString();
+            var uri = $"tcp:{host}:{port}";
+            try
+            {
+                await qmp.ExecuteAsync("migrate-incoming", new { uri }, ct: ct);
+                return uri;
+            }
+            catch (QmpCommandException e) when (attempt < 3)
+            {
+                _logger.LogDebug("migrate-incoming on {Uri} failed ({Error}); trying another port", uri, e.Message);
+            }
+        }
+    }
+
+    private void RequireTls(MigrationPolicy policy)
+    {
+        if (policy.Tls && _tlsDirectory is null)
+        {
+            throw new MigrationException(
+                $"host {_host.Options.HostName} has no migration TLS credentials; configure them (vmkerneld uses its --tls-dir) or turn TLS off in the migration policy", MigrationErrorKind.Precondition);
+        }
+    }
+
+    private static void ValidateId(string migrationId)
+    {
+        if (string.IsNullOrWhiteSpace(migrationId) || migrationId.Length > 128 || migrationId.Any(c => char.IsControl(c) || c == '/'))
+        {
+            throw new MigrationException($"migration id '{migrationId}' is not valid: use 1-128 printable characters without '/'", MigrationErrorKind.InvalidArgument);
+        }
+    }
+
+    private sealed class Outgoing(string vm, CancellationTokenSource cancel)
+    {
+        public string Vm { get; } = vm;
+
+        public CancellationTokenSource Cancel { get; } = cancel;
+
+        public string? Reason { get; set; }
+    }
+}

@@ -1,0 +1,23 @@
+namespace Vmk.Vmkernel.Migration;
+
+/// <summary>How one live migration runs (the VirtualMachineMigration's policy).</summary>
+public sealed record MigrationPolicy
+{
+    /// <summary>QEMU's max-bandwidth in bytes per second; 0 keeps QEMU's default (128 MiB/s in 7.2).</summary>
+    public long BandwidthBytesPerSecond { get; init; }
+
+    /// <summary>The longest pause the last iteration may cost the guest; zero keeps QEMU's default (300 ms).</summary>
+    public TimeSpan DowntimeLimit { get; init; }
+
+    /// <summary>Throttle the guest's vCPUs when its memory dirties faster than the link carries it.</summary>
+    public bool AutoConverge { get; init; }
+
+    /// <summary>Encrypt the migration stream (TLS with mutual certificate checks). On unless turned off explicitly.</summary>
+    public bool Tls { get; init; } = true;
+
+    /// <summary>A migration whose transferred bytes have not grown for this long is cancelled (a cut network, a hung target).</summary>
+    public TimeSpan NoProgressTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The whole migration may take at most this long before it is cancelled; infinite when zero.</summary>
+    public TimeSpan Timeout { get; init; }
+}
