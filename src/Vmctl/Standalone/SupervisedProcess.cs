@@ -24,6 +24,7 @@ internal sealed partial class SupervisedProcess : IAsyncDisposable
     private readonly Lock _gate = new();
     private TaskCompletionSource<string> _firstReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process? _process;
+    private bool _showingEntry;
     private Task? _loop;
 
     public SupervisedProcess(string name, ChildCommand command, string readyPrefix, string logPath, ILogger logger, bool verbose, bool restart)
@@ -207,7 +208,10 @@ internal sealed partial class SupervisedProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         string[] prefix = ["setpriv", "--pdeathsig", "KILL", "--"];
-        string[] netns = _command.NetworkNamespace is null ? [] : ["ip", "netns", "exec", _command.NetworkNamespace];
+        // CgroupRemount says why the cgroup hierarchies are mounted again inside `ip netns exec`.
+        string[] netns = _command.NetworkNamespace is null
+            ? []
+            : ["ip", "netns", "exec", _command.NetworkNamespace, "sh", "-c", CgroupRemount.Script() + "exec \"$@\"", "sh"];
         foreach (var a in (string[])[.. prefix, .. netns, _command.FileName, .. _command.Arguments])
         {
             info.ArgumentList.Add(a);
@@ -231,7 +235,12 @@ internal sealed partial class SupervisedProcess : IAsyncDisposable
                 _tail.Dequeue();
             }
         }
-        if (_verbose || IsWarningOrWorse(line))
+        // The console formatter writes "warn: Category[0]" and the message indented on the next line(s).
+        if (!line.StartsWith(' '))
+        {
+            _showingEntry = IsWarningOrWorse(line);
+        }
+        if (_verbose || _showingEntry)
         {
             Console.Error.WriteLine($"[{Name}] {line}");
         }
