@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Vmk.Vmkernel.Network;
 using Vmk.Vmkernel.Qemu;
 using Vmk.Vmkernel.Qemu.Accel;
 using Vmk.Vmkernel.Resources;
@@ -69,13 +70,20 @@ public sealed class VmkernelHost : IAsyncDisposable
         VmkernelHost? host = null;
         var storage = new StorageStack(options.StateDirectory, options.HostName, options.DatastoreTimings, user, loggerFactory,
             (datastore, reason) => host?.Fence(datastore, reason));
+        var network = new HostNetwork(
+            VSwitch.Open(options.StateDirectory, new ProcessCommandRunner(options.NetworkNamespace), loggerFactory.CreateLogger<VSwitch>()),
+            () => host?.VirtualMachines ?? [], loggerFactory.CreateLogger<HostNetwork>());
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
-            loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait);
+            loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait) { Network = network };
         host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger);
         storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
+        await network.ReleaseStrandedAsync(ct);
         return host;
     }
+
+    /// <summary>The vSwitch: port groups and the taps of this host's VMs on them.</summary>
+    public HostNetwork Network => _runtime.Network!;
 
     /// <summary>Datastores and the NBD server that serves their disks to this host's VMs.</summary>
     public StorageStack Storage => _runtime.Storage;
@@ -92,7 +100,8 @@ public sealed class VmkernelHost : IAsyncDisposable
     public async Task<VirtualMachine> DefineAsync(VmSpec spec, CancellationToken ct = default)
     {
         var paths = VmPaths.For(Options.StateDirectory, spec.Name);
-        var errors = VmSpecValidator.Validate(spec, paths, HostMemoryBytes);
+        spec = HostNetwork.Normalize(spec);
+        var errors = VmSpecValidator.Validate(spec, paths, HostMemoryBytes).Concat(Network.Validate(spec)).ToList();
         if (errors.Count > 0)
         {
             throw new VmkernelException($"VM '{spec.Name}' cannot run on this host: " + string.Join("; ", errors));
@@ -136,6 +145,7 @@ public sealed class VmkernelHost : IAsyncDisposable
         }
         await vm.KillAsync(ct); // a Failed VM whose QEMU still runs but does not answer
         _vms.TryRemove(name, out _);
+        await Network.DetachAsync(name);
         await vm.DisposeAsync();
         Directory.Delete(vm.Paths.Directory, recursive: true);
     }

@@ -41,6 +41,12 @@ public sealed record VmkernelOptions
     /// </summary>
     public TimeSpan DiskLeaseWait { get; init; } = TimeSpan.FromSeconds(20);
 
+    /// <summary>
+    /// Issue the vSwitch's kernel requests (bridges, taps, rules, dnsmasq) inside this network namespace
+    /// (/run/netns/NAME), where the VMs' QEMUs run too; null = the VMkernel's own namespace. Tests use it for hosts.
+    /// </summary>
+    public string? NetworkNamespace { get; init; }
+
     /// <summary>How long QEMU may take to open its QMP socket after it was started.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

@@ -192,13 +192,25 @@ public sealed class HostReporter(
                 ["reason"] = host.Accelerator.Reason,
             },
             ["datastores"] = datastoreArray,
-            ["portGroups"] = new JsonArray(),
+            ["portGroups"] = PortGroups(host),
             ["vms"] = poweredOn,
             ["heartbeat"] = now.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture),
             ["version"] = HostApi.Version,
             ["conditions"] = new JsonArray(_conditions.Values.Select(c => (JsonNode)c.DeepClone()).ToArray()),
         };
     }
+
+    /// <summary>The port groups realized on this host, from the vSwitch's records (no kernel reads on every report).</summary>
+    private static JsonArray PortGroups(Vmk.Vmkernel.VmkernelHost host) => new(host.Network.Switch.PortGroups.Select(r => (JsonNode)new JsonObject
+    {
+        ["name"] = r.Spec.Name,
+        ["realized"] = true,
+        ["bridge"] = r.Bridge,
+        ["uplink"] = r.UplinkPort ?? "",
+        ["vlanId"] = r.Spec.VlanId,
+        ["mtu"] = r.Mtu,
+        ["ports"] = r.Ports.Count,
+    }).ToArray());
 
     /// <summary>Kubernetes quantities: CPU as cores or millicores, memory in Ki when it divides.</summary>
     internal static JsonObject Quantities(ResourceAmount r) => new()

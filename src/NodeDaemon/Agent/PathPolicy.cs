@@ -36,6 +36,38 @@ public sealed partial class PathPolicy(IOptions<DaemonOptions> options)
         return TryResolveInside("device_path", path, options.Value.DatastoreDirectoryList, "datastore directories (--datastore-dirs)", out resolved, out error);
     }
 
+    /// <summary>
+    /// Creates a missing datastore backing file (sparse, <paramref name="size"/> bytes) when its directory lies in a
+    /// datastore directory; an existing file or a /dev path is left alone (true). The operator asks for this for
+    /// file-backed Datastores, as it cannot reach the host's filesystem itself.
+    /// </summary>
+    public bool TryCreateDatastoreFile(string path, long size, out string error)
+    {
+        error = "";
+        if (string.IsNullOrWhiteSpace(path) || !Path.IsPathRooted(path) || path.StartsWith("/dev/", StringComparison.Ordinal) || File.Exists(path))
+        {
+            return true;
+        }
+        var directory = Path.GetDirectoryName(path);
+        var realDirectory = directory is null ? null : RealPath(directory);
+        var allowed = options.Value.DatastoreDirectoryList.Select(RealPath).Where(d => d is not null).ToList();
+        if (realDirectory is null || !allowed.Any(d => realDirectory == d || realDirectory.StartsWith(d!.TrimEnd('/') + "/", StringComparison.Ordinal)))
+        {
+            error = $"device_path '{path}' does not exist and its directory is not inside the datastore directories (--datastore-dirs: {Describe(options.Value.DatastoreDirectoryList)}); create the file or start vmkerneld with that directory allowed";
+            return false;
+        }
+        try
+        {
+            using var file = new FileStream(Path.Combine(realDirectory, Path.GetFileName(path)), FileMode.CreateNew, FileAccess.Write);
+            file.SetLength(size);
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            // Another mount request created it first.
+        }
+        return true;
+    }
+
     private static bool TryResolveInside(string field, string path, IReadOnlyList<string> allowed, string what, out string resolved, out string error)
     {
         resolved = "";

@@ -28,6 +28,7 @@ public sealed class DaemonOptions
         ["--cgroups"] = $"{Section}:{nameof(UseCgroups)}",
         ["--reserved-cpu-millicores"] = $"{Section}:{nameof(ReservedCpuMillicores)}",
         ["--reserved-memory-bytes"] = $"{Section}:{nameof(ReservedMemoryBytes)}",
+        ["--overlay-address"] = $"{Section}:{nameof(OverlayAddress)}",
     };
 
     /// <summary>VM state (spec, pidfile, QMP and console sockets); re-adoption after a restart reads it.</summary>
@@ -56,6 +57,12 @@ public sealed class DaemonOptions
 
     /// <summary>host:port the operator dials, written to Host.spec.endpoint; host name and gRPC port by default.</summary>
     public string? AdvertiseAddress { get; set; }
+
+    /// <summary>
+    /// This host's VXLAN tunnel endpoint (an IPv4 address of this host) for port groups that span hosts; unset =
+    /// the address of the port group's uplink_interface, or this host's source address on the route to the peers.
+    /// </summary>
+    public string? OverlayAddress { get; set; }
 
     /// <summary>Kubeconfig for the Host object; unset = in-cluster config when running in a pod, else no Host object.</summary>
     public string? Kubeconfig { get; set; }

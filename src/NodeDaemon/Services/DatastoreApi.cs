@@ -11,6 +11,10 @@ public sealed class DatastoreApi(VmkernelRunner vmkernel, PathPolicy paths, Data
     public override async Task<DatastoreStatus> Mount(MountDatastoreRequest request, ServerCallContext context)
     {
         RequireName(request.Name);
+        if (request.CreateSizeBytes > 0 && !paths.TryCreateDatastoreFile(request.DevicePath, request.CreateSizeBytes, out var createError))
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"datastore '{request.Name}': {createError}"));
+        }
         if (!paths.TryResolveDatastoreDevice(request.DevicePath, out var device, out var error))
         {
             throw new RpcException(new Status(StatusCode.FailedPrecondition, $"datastore '{request.Name}': {error}"));

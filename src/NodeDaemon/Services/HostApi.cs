@@ -42,6 +42,7 @@ public sealed class HostApi(VmkernelRunner vmkernel, HostAllocation allocation, 
             info.VmsByState[vm.State.ToString()]++;
         }
         info.Datastores.AddRange(datastores.Snapshot().Select(DatastoreApi.ToProto));
+        info.PortGroups.AddRange(PortGroupApi.Realized(host));
         return Task.FromResult(info);
     }
 

@@ -41,10 +41,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
         var resources = ToResources(spec, topology, invalid);
         var boot = ToBoot(spec.Boot, invalid, unsatisfiable);
         var disks = ToDisks(spec, invalid, unsatisfiable);
-        foreach (var nic in spec.Nics)
-        {
-            unsatisfiable.Add($"nic '{nic.Name}': port group '{nic.PortGroup}' is not realized on this host; apply it first (PortGroupService.Apply, issue 7)");
-        }
+        var nics = ToNics(spec, invalid, unsatisfiable);
         var capacity = allocation.Capacity;
         if (memory > capacity.MemoryBytes)
         {
@@ -78,6 +75,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
             MemoryBytes = memory,
             Boot = boot,
             Disks = disks,
+            Nics = nics,
             Resources = resources,
         };
     }
@@ -91,6 +89,10 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
             Reason = status.Reason,
             Since = Timestamp.FromDateTimeOffset(status.Since),
             QemuPid = HostAllocation.IsPoweredOn(status.State) ? vm.Pid ?? 0 : 0,
+            GuestAddresses =
+            {
+                vm.GuestAddresses.Select(a => new Api.NicAddress { Nic = a.Nic, Mac = a.Mac, PortGroup = a.PortGroup ?? "", Addresses = { a.Addresses } }),
+            },
         },
     };
 
@@ -138,7 +140,7 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
         }
         foreach (var nic in spec.Nics)
         {
-            pb.Nics.Add(new Api.NicSpec { Name = nic.Name, Mac = nic.Mac });
+            pb.Nics.Add(new Api.NicSpec { Name = nic.Name, PortGroup = nic.PortGroup ?? "", Mac = nic.Mac });
         }
         return pb;
     }
@@ -153,6 +155,33 @@ public sealed class VmSpecConverter(PathPolicy paths, HostAllocation allocation,
         Vk.VmState.Failed => Api.VmState.Failed,
         _ => Api.VmState.Unspecified,
     };
+
+    // Only NICs on port groups: the API has no way to hand a VM a tap of the caller's own. Tap and an empty MAC
+    // are derived by the VMkernel, stably per VM and NIC.
+    private List<Vk.NicSpec> ToNics(Api.VmSpec spec, List<string> invalid, List<string> unsatisfiable)
+    {
+        var nics = new List<Vk.NicSpec>();
+        foreach (var nic in spec.Nics)
+        {
+            if (string.IsNullOrEmpty(nic.Name) || string.IsNullOrEmpty(nic.PortGroup))
+            {
+                invalid.Add($"spec.nics['{nic.Name}']: give name and port_group");
+                continue;
+            }
+            if (nic.Mac.Length > 0 && !System.Text.RegularExpressions.Regex.IsMatch(nic.Mac, "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"))
+            {
+                invalid.Add($"spec.nics['{nic.Name}'].mac: '{nic.Mac}' is not of the form 52:54:00:12:34:56; leave it empty for one derived from the VM and NIC names");
+                continue;
+            }
+            if (storage.Host.Network.Switch.Find(nic.PortGroup) is null)
+            {
+                unsatisfiable.Add($"nic '{nic.Name}': port group '{nic.PortGroup}' is not realized on this host; apply it first (PortGroupService.Apply)");
+                continue;
+            }
+            nics.Add(new Vk.NicSpec { Name = nic.Name, PortGroup = nic.PortGroup, Mac = nic.Mac });
+        }
+        return nics;
+    }
 
     // Only datastore disks: the API has no way to name a host file or a foreign NBD socket as a disk.
     private List<Vk.DiskSpec> ToDisks(Api.VmSpec spec, List<string> invalid, List<string> unsatisfiable)

@@ -23,6 +23,13 @@ public static class DeviceNames
     /// <summary>The nftables table (bridge family) holding the port group's policy.</summary>
     public static string NftTable(string portGroup) => "vmk_" + Hash(portGroup);
 
+    /// <summary>The VXLAN network identifier of a port group that names none: the same on every host, 1 to 16777215.</summary>
+    public static int Vni(string portGroup)
+    {
+        var h = SHA256.HashData(Encoding.UTF8.GetBytes("vni/" + portGroup));
+        return 1 + (((h[0] << 16) | (h[1] << 8) | h[2]) % 16777215);
+    }
+
     /// <summary>A locally administered unicast MAC derived from the VM and NIC names (QEMU's 52:54:00 prefix).</summary>
     public static string Mac(string vm, string nic)
     {

@@ -22,6 +22,12 @@ public sealed record PortGroupSpec
 
     public IpamSpec? Ipam { get; init; }
 
+    /// <summary>
+    /// MTU of the segment (bridge, taps, and option 26 of its DHCP); null = the most the uplink carries without
+    /// fragmenting: the NIC's MTU, or the underlay's minus the 50 bytes of VXLAN encapsulation.
+    /// </summary>
+    public int? Mtu { get; init; }
+
     /// <summary>Value equality through the lists too, so "same spec" means "nothing to do".</summary>
     public bool SameAs(PortGroupSpec other) =>
         System.Text.Json.JsonSerializer.Serialize(this) == System.Text.Json.JsonSerializer.Serialize(other);

@@ -19,6 +19,10 @@ public static partial class PortGroupValidator
         {
             errors.Add($"vlanId: {spec.VlanId} is outside 0-4095 (0 = untagged, 1-4094 = VLAN, 4095 = trunk)");
         }
+        if (spec.Mtu is < 576 or > 9000)
+        {
+            errors.Add($"mtu: {spec.Mtu} is outside 576-9000; leave it empty for the most the uplink carries");
+        }
         ValidateUplink(spec, errors);
         ValidateShaping(spec.Shaping, errors);
         if (spec.Ipam is { } ipam)

@@ -300,11 +300,12 @@ public sealed class VSwitch
             {
                 throw new VmkernelException($"port group '{spec.Name}': uplink.nic: {nic} is already a port of {m}; free it first");
             }
+            var nicMtu = SegmentMtu(spec, nicLink.Mtu, $"the MTU of uplink.nic {nic}");
             if (spec.VlanId is >= 1 and <= 4094)
             {
-                return (DeviceNames.Vlan(spec.Name), true, nicLink.Mtu, nic);
+                return (DeviceNames.Vlan(spec.Name), true, nicMtu, nic);
             }
-            return (nic, false, nicLink.Mtu, nic);
+            return (nic, false, nicMtu, nic);
         }
         if (uplink.Vxlan is { } vx)
         {
@@ -312,9 +313,22 @@ public sealed class VSwitch
                 ?? throw new VmkernelException(
                     $"port group '{spec.Name}': uplink.vxlan.local: {vx.Local} is not an address of this host; give the address of the NIC that reaches the peers");
             var underlayMtu = links.TryGetValue(underlay, out var u) ? u.Mtu : 1500;
-            return (DeviceNames.Vxlan(spec.Name), true, underlayMtu - VxlanOverhead, underlay);
+            return (DeviceNames.Vxlan(spec.Name), true,
+                SegmentMtu(spec, underlayMtu - VxlanOverhead, $"the MTU of the underlay {underlay} ({underlayMtu}) minus {VxlanOverhead} bytes of VXLAN encapsulation"),
+                underlay);
         }
-        return (null, false, 1500, null);
+        return (null, false, spec.Mtu ?? 1500, null);
+    }
+
+    /// <summary>The asked MTU if the uplink carries it whole: a larger one would make the kernel fragment or drop guest frames.</summary>
+    private static int SegmentMtu(PortGroupSpec spec, int most, string why)
+    {
+        if (spec.Mtu is { } asked && asked > most)
+        {
+            throw new VmkernelException(
+                $"port group '{spec.Name}': mtu: {asked} is more than the uplink carries without fragmenting ({most}, {why}); lower mtu or raise the uplink's MTU");
+        }
+        return spec.Mtu ?? most;
     }
 
     /// <summary>Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes around every guest frame.</summary>

@@ -65,6 +65,9 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// <summary>The serial console of the current run; null before the first start in this VMkernel.</summary>
     public SerialConsole? Console => _console;
 
+    /// <summary>The guest's IPv4 addresses per NIC while it runs (DHCP leases of its port groups, its console reports).</summary>
+    public IReadOnlyList<NicAddresses> GuestAddresses => _runtime.Network?.GuestAddresses(this) ?? [];
+
     /// <summary>The QMP connection of the current run (live migration drives QEMU through it).</summary>
     internal QmpClient? Qmp => _qmp;
 
@@ -278,6 +281,10 @@ public sealed class VirtualMachine : IAsyncDisposable
         // Always start paused and let the guest run only once the console pump is attached: QEMU drops
         // console output that no client reads, and the first lines of a boot are the ones people need.
         var disks = await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait);
+        if (_runtime.Network is { } network)
+        {
+            await network.AttachAsync(Spec, ct); // QEMU opens the taps by name
+        }
         var argv = QemuCommandLine.Build(Spec with { StartPaused = true, Disks = disks }, Paths, _runtime.Qemu);
         _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
@@ -405,6 +412,10 @@ public sealed class VirtualMachine : IAsyncDisposable
         _cgroup?.Delete();
         _cgroup = null;
         await _runtime.Storage.DetachAsync(Name);
+        if (_runtime.Network is { } network)
+        {
+            await network.DetachAsync(Name);
+        }
     }
 
     private async Task<bool> WaitExitAsync(TimeSpan timeout)

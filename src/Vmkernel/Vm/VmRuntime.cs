@@ -14,4 +14,8 @@ internal sealed record VmRuntime(
     TimeSpan ShutdownTimeout,
     TimeSpan StartTimeout,
     StorageStack Storage,
-    TimeSpan DiskLeaseWait);
+    TimeSpan DiskLeaseWait)
+{
+    /// <summary>The vSwitch that gives NICs on port groups their taps; null when the VMkernel runs without one.</summary>
+    public Network.HostNetwork? Network { get; init; }
+}

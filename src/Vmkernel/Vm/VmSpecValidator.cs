@@ -70,17 +70,7 @@ public static partial class VmSpecValidator
                 errors.Add($"disk '{disk.Name}': file '{disk.File}' does not exist; create it first (e.g. truncate -s 1G {disk.File})");
             }
         }
-        foreach (var nic in spec.Nics)
-        {
-            if (!MacPattern().IsMatch(nic.Mac))
-            {
-                errors.Add($"nic '{nic.Name}': MAC '{nic.Mac}' is not of the form 52:54:00:12:34:56");
-            }
-            if (nic.Tap.Length is 0 or > 15)
-            {
-                errors.Add($"nic '{nic.Name}': tap name '{nic.Tap}' must have 1 to 15 characters");
-            }
-        }
+        ValidateNics(spec, errors);
         foreach (var socket in new[] { paths.QmpSocket, paths.ConsoleSocket })
         {
             if (System.Text.Encoding.UTF8.GetByteCount(socket) > VmPaths.MaxSocketPathLength)
@@ -90,6 +80,50 @@ public static partial class VmSpecValidator
             }
         }
         return errors;
+    }
+
+    private static void ValidateNics(VmSpec spec, List<string> errors)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var macs = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var nic in spec.Nics)
+        {
+            if (!NamePattern().IsMatch(nic.Name) || nic.Name.Length > 15)
+            {
+                errors.Add($"nic '{nic.Name}': name must be 1-15 lowercase letters, digits or '-' (e.g. eth0)");
+            }
+            if (!names.Add(nic.Name))
+            {
+                errors.Add($"nics: two NICs are named '{nic.Name}'");
+            }
+            if (nic.Mac.Length > 0 && !MacPattern().IsMatch(nic.Mac))
+            {
+                errors.Add($"nic '{nic.Name}': MAC '{nic.Mac}' is not of the form 52:54:00:12:34:56");
+            }
+            else if (nic.Mac.Length > 0 && !macs.Add(nic.Mac))
+            {
+                errors.Add($"nic '{nic.Name}': MAC {nic.Mac} is already the MAC of another NIC of this VM");
+            }
+            else if (nic.Mac.Length > 0 && (Convert.ToByte(nic.Mac[..2], 16) & 1) != 0)
+            {
+                errors.Add($"nic '{nic.Name}': MAC {nic.Mac} is a multicast address; a NIC needs a unicast one (first byte even, e.g. 52:54:00:...)");
+            }
+            if (nic.PortGroup is { } pg)
+            {
+                if (pg.Length == 0)
+                {
+                    errors.Add($"nic '{nic.Name}': port group name is empty; name the port group the NIC joins");
+                }
+                else if (nic.Tap.Length > 0 && nic.Tap != Network.DeviceNames.Tap(spec.Name, nic.Name))
+                {
+                    errors.Add($"nic '{nic.Name}': a NIC on port group '{pg}' gets its tap from the vSwitch; leave tap empty (or drop the port group to bring a tap of your own)");
+                }
+            }
+            else if (nic.Tap.Length is 0 or > 15)
+            {
+                errors.Add($"nic '{nic.Name}': give a port group, or the name of a tap of your own (1 to 15 characters; got '{nic.Tap}')");
+            }
+        }
     }
 
     private static void ValidateBoot(VmSpec spec, List<string> errors)

@@ -26,6 +26,7 @@ public sealed class Controller<T> : IController
     private readonly ILogger _logger;
     private readonly ILoggerFactory _loggerFactory;
     private Informer<T>? _informer;
+    private WorkQueue<ObjectKey>? _queue;
 
     public Controller(string name, IResourceApi<T> api, IReconciler<T> reconciler, ControllerOptions? options = null,
         RuntimeMetrics? metrics = null, ILoggerFactory? loggerFactory = null)
@@ -52,6 +53,37 @@ public sealed class Controller<T> : IController
     /// <summary>The current run's informer (null when not running).</summary>
     public Informer<T>? Informer => Volatile.Read(ref _informer);
 
+    /// <summary>
+    /// Raised for every add or update the informer sees, status-only ones included (previous state, or null for an
+    /// add), before the controller's own filter: how other controllers follow objects they do not reconcile.
+    /// Handlers run on the informer's loop and must be quick.
+    /// </summary>
+    public event Action<T?, T>? ObjectChanged;
+
+    /// <summary>Raised when the informer sees an object go (its last known state).</summary>
+    public event Action<T>? ObjectDeleted;
+
+    /// <summary>Keys waiting for a worker in the current run (0 when not running).</summary>
+    public int QueueLength => Volatile.Read(ref _queue)?.Count ?? 0;
+
+    /// <summary>Queues a key from outside the informer (another controller, a daemon's watch stream); ignored while not running.</summary>
+    public void Enqueue(ObjectKey key) => Volatile.Read(ref _queue)?.Add(key);
+
+    /// <summary>Queues every cached key matching <paramref name="filter"/> (all when null); ignored while not running.</summary>
+    public void EnqueueAll(Func<T, bool>? filter = null)
+    {
+        if (Volatile.Read(ref _informer) is { } informer && Volatile.Read(ref _queue) is { } queue)
+        {
+            foreach (var obj in informer.Cache.List())
+            {
+                if (filter is null || filter(obj))
+                {
+                    queue.Add(ObjectKey.Of(obj));
+                }
+            }
+        }
+    }
+
     /// <summary>Raised after each reconcile with its key and outcome (the exception for failures), for tests and tracing.</summary>
     public event Action<ObjectKey, ReconcileResult?, Exception?>? Reconciled;
 
@@ -59,16 +91,33 @@ public sealed class Controller<T> : IController
     {
         var informer = new Informer<T>(_api, _options.Informer, _loggerFactory.CreateLogger("Vmk.Operator.Informer." + _api.Resource));
         using var queue = new WorkQueue<ObjectKey>(Name, _options.RateLimiter, _metrics);
-        informer.Added += o => queue.Add(ObjectKey.Of(o));
+        informer.Added += o =>
+        {
+            queue.Add(ObjectKey.Of(o));
+            RaiseChanged(null, o);
+        };
         informer.Updated += (previous, current) =>
         {
+            RaiseChanged(previous, current);
             if (Generations.SpecOrMetadataChanged(previous, current))
             {
                 queue.Add(ObjectKey.Of(current));
             }
         };
-        informer.Deleted += o => queue.Add(ObjectKey.Of(o));
+        informer.Deleted += o =>
+        {
+            queue.Add(ObjectKey.Of(o));
+            try
+            {
+                ObjectDeleted?.Invoke(o);
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "ObjectDeleted handler of {Controller} failed", Name);
+            }
+        };
         Volatile.Write(ref _informer, informer);
+        Volatile.Write(ref _queue, queue);
 
         using var stopping = ct.Register(queue.ShutDown);
         var informerRun = Task.Run(() => informer.RunAsync(ct), CancellationToken.None);
@@ -99,6 +148,7 @@ public sealed class Controller<T> : IController
             queue.ShutDown();
             await informerRun.ConfigureAwait(false);
             Volatile.Write(ref _informer, null);
+            Volatile.Write(ref _queue, null);
             _logger.LogInformation("Controller {Controller} stopped", Name);
         }
     }
@@ -184,6 +234,18 @@ public sealed class Controller<T> : IController
         catch (Exception e)
         {
             _logger.LogError(e, "Reconciled handler of {Controller} failed", Name);
+        }
+    }
+
+    private void RaiseChanged(T? previous, T current)
+    {
+        try
+        {
+            ObjectChanged?.Invoke(previous, current);
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "ObjectChanged handler of {Controller} failed", Name);
         }
     }
 
