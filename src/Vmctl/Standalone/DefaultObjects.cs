@@ -59,6 +59,11 @@ internal static class DefaultObjects
         {
             return;
         }
+        // As `kubectl apply` would have left it: a later `kubectl apply -f examples/` then patches it cleanly.
+        body["metadata"]!["annotations"] = new JsonObject
+        {
+            ["kubectl.kubernetes.io/last-applied-configuration"] = body.ToJsonString() + "\n",
+        };
         try
         {
             api.Service.Create(def, null, body, WriteOptions.Default);

@@ -59,7 +59,10 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
                     "--datastore-dirs", settings.DatastoreDirectory,
                     "--host-name", host.Name,
                     "--kubeconfig", daemonKubeconfig,
-                    "--accelerator", settings.Accelerator);
+                    "--accelerator", settings.Accelerator,
+                    // The VXLAN endpoint: the fabric address between namespaces; with one host, loopback (there are
+                    // no peers, and the machine's own uplink may be too narrow for the port group's MTU).
+                    "--overlay-address", host.Address.ToString());
                 var daemon = new SupervisedProcess($"vmkerneld/{host.Name}", command, "vmkerneld ready ", layout.LogPath($"vmkerneld-{host.Name}"),
                     logger, settings.Verbose, restart: true);
                 daemon.Ready += _ => supervisor.WriteStatus();
