@@ -10,7 +10,8 @@ namespace Vmk.Vmctl.Standalone;
 /// The children of a standalone run: one vmkerneld per host and one vm-operator, started in that order (the operator
 /// finds the daemons through their Host objects) and stopped in reverse. Both kinds are restarted when they crash,
 /// as a DaemonSet and a Deployment would be. Stopping also powers off the VMs the daemons run (the daemons
-/// themselves leave VMs running across their own restarts), so a stopped standalone leaves no QEMU behind;
+/// themselves leave VMs running across their own restarts) and takes their port groups down, so a stopped
+/// standalone leaves no QEMU, bridge or DHCP server behind;
 /// the VirtualMachine objects stay, and the next start boots them again as their runPolicy says.
 /// </summary>
 internal sealed class StandaloneSupervisor : IAsyncDisposable
@@ -113,6 +114,7 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
             await _operator.DisposeAsync();
         }
         await Task.WhenAll(_hosts.Zip(_daemons).Select(p => PowerOffVmsAsync(p.First, p.Second)));
+        await Task.WhenAll(_hosts.Zip(_daemons).Select(p => RemovePortGroupsAsync(p.First, p.Second)));
         await Task.WhenAll(_daemons.Select(d => d.DisposeAsync().AsTask()));
         File.Delete(_layout.StatusFile);
     }
@@ -144,6 +146,40 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
         catch (Exception e) when (e is RpcException or IOException or System.Security.Cryptography.CryptographicException)
         {
             _logger.LogWarning("Could not list the VMs on {Host} to power them off: {Error}", host.Name, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Takes down the port groups (bridges, VXLAN devices, DHCP servers) the operator realized on a host: in the root
+    /// namespace nothing else would remove them, and they would outlive the run. The operator realizes them again
+    /// on the next start.
+    /// </summary>
+    private async Task RemovePortGroupsAsync(HostPlan host, SupervisedProcess daemon)
+    {
+        if (daemon.Pid is null)
+        {
+            return;
+        }
+        try
+        {
+            using var channel = NodeDaemonChannel.Create(new Uri($"https://{host.GrpcEndpoint}"), _layout.OperatorTlsDirectory, "tls.crt", "tls.key");
+            var portGroups = new PortGroupService.PortGroupServiceClient(channel);
+            var list = await portGroups.ListAsync(new ListPortGroupsRequest(), deadline: DateTime.UtcNow.AddSeconds(30));
+            foreach (var pg in list.PortGroups)
+            {
+                try
+                {
+                    await portGroups.RemoveAsync(new PortGroupRef { Name = pg.Name }, deadline: DateTime.UtcNow.AddSeconds(30));
+                }
+                catch (RpcException e)
+                {
+                    _logger.LogWarning("Could not take port group {PortGroup} down on {Host}: {Status} {Detail}", pg.Name, host.Name, e.StatusCode, e.Status.Detail);
+                }
+            }
+        }
+        catch (Exception e) when (e is RpcException or IOException or System.Security.Cryptography.CryptographicException)
+        {
+            _logger.LogWarning("Could not list the port groups on {Host} to take them down: {Error}", host.Name, e.Message);
         }
     }
 
