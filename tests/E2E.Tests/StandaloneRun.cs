@@ -53,9 +53,10 @@ public sealed partial class StandaloneRun : IAsyncDisposable
         }
     }
 
-    public static async Task<StandaloneRun> StartAsync(int hosts)
+    /// <summary>Starts a run on a new temporary directory, or on <paramref name="dataDirectory"/> to restart a stopped run.</summary>
+    public static async Task<StandaloneRun> StartAsync(int hosts, string? dataDirectory = null)
     {
-        var dir = Directory.CreateTempSubdirectory("vmk-e2e-").FullName;
+        var dir = dataDirectory ?? Directory.CreateTempSubdirectory("vmk-e2e-").FullName;
         var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
             RedirectStandardOutput = true,
@@ -201,6 +202,10 @@ public sealed partial class StandaloneRun : IAsyncDisposable
         }
         return left;
     }
+
+    public static async Task<HashSet<string>> LinkNamesAsync() =>
+        (await RunQuietAsync("ip", "-o", "link", "show")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(':')[1].Trim().Split('@')[0]).ToHashSet();
 
     private void RemoveCgroups()
     {

@@ -22,6 +22,7 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
     private readonly List<SupervisedProcess> _daemons = [];
     private readonly ILogger _logger;
     private readonly string _apiUrl;
+    private readonly List<(HostPlan Host, string Bridge, string Uplink)> _leftDevices = [];
     private SupervisedProcess? _operator;
 
     private StandaloneSupervisor(StandaloneLayout layout, IReadOnlyList<HostPlan> hosts, string apiUrl, ILogger logger)
@@ -116,6 +117,7 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
         await Task.WhenAll(_hosts.Zip(_daemons).Select(p => PowerOffVmsAsync(p.First, p.Second)));
         await Task.WhenAll(_hosts.Zip(_daemons).Select(p => RemovePortGroupsAsync(p.First, p.Second)));
         await Task.WhenAll(_daemons.Select(d => d.DisposeAsync().AsTask()));
+        await RemoveLeftoversAsync();
         File.Delete(_layout.StatusFile);
     }
 
@@ -173,13 +175,53 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
                 }
                 catch (RpcException e)
                 {
-                    _logger.LogWarning("Could not take port group {PortGroup} down on {Host}: {Status} {Detail}", pg.Name, host.Name, e.StatusCode, e.Status.Detail);
+                    // Typically: powered-off VMs still hold ports on it. Its devices go once the daemon has stopped.
+                    _logger.LogInformation("Port group {PortGroup} on {Host} not removed by the daemon ({Detail}); removing its devices after the daemon stops", pg.Name, host.Name, e.Status.Detail);
+                    lock (_leftDevices)
+                    {
+                        _leftDevices.Add((host, pg.Bridge, pg.Uplink));
+                    }
                 }
             }
         }
         catch (Exception e) when (e is RpcException or IOException or System.Security.Cryptography.CryptographicException)
         {
             _logger.LogWarning("Could not list the port groups on {Host} to take them down: {Error}", host.Name, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// After the daemons stopped: the devices of port groups they could not remove, and what they started that
+    /// outlives them (dnsmasq for a port group's DHCP, whose command line names the host's state directory).
+    /// Hosts in network namespaces need none of this: the namespace goes, and the fabric kills what is in it.
+    /// </summary>
+    private async Task RemoveLeftoversAsync()
+    {
+        foreach (var (host, bridge, uplink) in _leftDevices.Where(d => d.Host.NetworkNamespace is null))
+        {
+            foreach (var device in new[] { uplink, bridge }.Where(d => !string.IsNullOrEmpty(d)))
+            {
+                await Fabric.RunAsync(["ip", "link", "del", device], CancellationToken.None, check: false);
+            }
+        }
+        foreach (var host in _hosts.Where(h => h.NetworkNamespace is null))
+        {
+            var state = _layout.HostStateDirectory(host.Name) + "/";
+            foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            {
+                try
+                {
+                    if (int.TryParse(Path.GetFileName(dir), out var pid) && pid != Environment.ProcessId
+                        && File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ').Contains(state, StringComparison.Ordinal))
+                    {
+                        _logger.LogInformation("Stopping process {Pid} left by the daemon of {Host}", pid, host.Name);
+                        System.Diagnostics.Process.GetProcessById(pid).Kill();
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+                {
+                }
+            }
         }
     }
 
