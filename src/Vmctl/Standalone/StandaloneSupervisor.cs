@@ -68,7 +68,10 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
                 var daemon = new SupervisedProcess($"vmkerneld/{host.Name}", command, "vmkerneld ready ", layout.LogPath($"vmkerneld-{host.Name}"),
                     logger, settings.Verbose, restart: true);
                 daemon.Ready += _ => supervisor.WriteStatus();
-                supervisor._daemons.Add(daemon);
+                lock (supervisor._daemons)
+                {
+                    supervisor._daemons.Add(daemon);
+                }
                 daemon.Start();
             }
             foreach (var daemon in supervisor._daemons)
@@ -228,6 +231,22 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
     /// <summary>standalone.json: what runs where, for scripts, tests and benchmarks (Prometheus targets, console logs).</summary>
     public void WriteStatus()
     {
+        // Called from the children's output threads while daemons may still be added: one writer at a time, on a snapshot.
+        lock (_daemons)
+        {
+            try
+            {
+                WriteStatusLocked();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _logger.LogWarning("Could not write {File}: {Error}", _layout.StatusFile, e.Message);
+            }
+        }
+    }
+
+    private void WriteStatusLocked()
+    {
         var status = new
         {
             apiServer = _apiUrl,
@@ -255,11 +274,8 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
             }).ToList(),
         };
         var tmp = _layout.StatusFile + ".tmp";
-        lock (_daemons)
-        {
-            File.WriteAllText(tmp, JsonSerializer.Serialize(status, new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(tmp, _layout.StatusFile, overwrite: true);
-        }
+        File.WriteAllText(tmp, JsonSerializer.Serialize(status, new JsonSerializerOptions { WriteIndented = true }));
+        File.Move(tmp, _layout.StatusFile, overwrite: true);
     }
 
     private static string? Field(string? line, string prefix) =>
