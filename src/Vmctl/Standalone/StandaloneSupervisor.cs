@@ -214,7 +214,9 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
             {
                 try
                 {
+                    // Only what a daemon starts (a user's `tail -f` of a console log names the directory too).
                     if (int.TryParse(Path.GetFileName(dir), out var pid) && pid != Environment.ProcessId
+                        && IsDaemonChild(File.ReadAllText(Path.Combine(dir, "comm")).Trim())
                         && File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ').Contains(state, StringComparison.Ordinal))
                     {
                         _logger.LogInformation("Stopping process {Pid} left by the daemon of {Host}", pid, host.Name);
@@ -227,6 +229,10 @@ internal sealed class StandaloneSupervisor : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>dnsmasq of a port group, or a QEMU (which renames its process "vmk-NAME" through -name process=).</summary>
+    private static bool IsDaemonChild(string comm) =>
+        comm == "dnsmasq" || comm.StartsWith("qemu-system", StringComparison.Ordinal) || comm.StartsWith("vmk-", StringComparison.Ordinal);
 
     /// <summary>standalone.json: what runs where, for scripts, tests and benchmarks (Prometheus targets, console logs).</summary>
     public void WriteStatus()
