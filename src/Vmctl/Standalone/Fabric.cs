@@ -55,8 +55,9 @@ internal sealed class Fabric : IAsyncDisposable
     /// <summary>Removes the namespaces (their veths go with them) and the bridge. Namespaces of hosts beyond this run's count are left alone.</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var host in Hosts)
+        for (var i = 0; i < Hosts.Count; i++)
         {
+            var host = Hosts[i];
             if (await RunAsync(["ip", "netns", "pids", host.NetworkNamespace!], CancellationToken.None, check: false) is { Length: > 0 } pids
                 && pids.Split('\n', StringSplitOptions.RemoveEmptyEntries) is { Length: > 0 } left)
             {
@@ -76,6 +77,9 @@ internal sealed class Fabric : IAsyncDisposable
                     }
                 }
             }
+            // Deleting our end takes the pair down at once; left to the namespace's removal, the kernel tears the
+            // veth down asynchronously and it can still be listed after we return.
+            await RunAsync(["ip", "link", "del", $"{Bridge[..^2]}v{i + 1}"], CancellationToken.None, check: false);
             await RunAsync(["ip", "netns", "del", host.NetworkNamespace!], CancellationToken.None, check: false);
         }
         await RunAsync(["ip", "link", "del", Bridge], CancellationToken.None, check: false);
