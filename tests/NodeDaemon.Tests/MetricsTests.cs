@@ -80,6 +80,8 @@ public sealed class MetricsTests : IAsyncLifetime
             {
                 s.Disks.Add(new DiskSpec { Name = "root", Datastore = "ds1", Disk = "seq" });
                 s.Nics.Add(new NicSpec { Name = "eth0", PortGroup = portGroup });
+                s.Memory.ReservationBytes = 128L << 20;
+                s.Cpu = new CpuSpec { ReservationMillicores = 100 };
             }),
         });
         await _client.Vms.StartAsync(new VmRef { Name = "prom" });
@@ -117,8 +119,12 @@ public sealed class MetricsTests : IAsyncLifetime
         // The daemon's default reserve (250 millicores, 512 MiB) is kept back from what VMs may have.
         Assert.Equal(Environment.ProcessorCount - 0.25, await ValueAsync($"vmkernel_host_cpu_capacity_cores{{{host}}}"), 3);
         Assert.Equal(await ValueAsync($"vmkernel_host_memory_physical_bytes{{{host}}}") - (512L << 20), await ValueAsync($"vmkernel_host_memory_capacity_bytes{{{host}}}"));
-        Assert.True(await ValueAsync($"vmkernel_host_memory_allocated_bytes{{{host}}}") >= 256L << 20, "the running guest's RAM is reserved");
-        Assert.True(await ValueAsync($"vmkernel_host_cpu_allocated_cores{{{host}}}") > 0, "the running guest's CPU is reserved");
+        // What the running guest reserves.
+        Assert.Equal(128L << 20, await ValueAsync($"vmkernel_host_memory_allocated_bytes{{{host}}}"));
+        Assert.Equal(0.1, await ValueAsync($"vmkernel_host_cpu_allocated_cores{{{host}}}"), 3);
+        Assert.Equal(1, await ValueAsync($"vmkernel_host_cpu_configured_cores{{{host}}}"));
+        Assert.Equal(256L << 20, await ValueAsync($"vmkernel_host_memory_configured_bytes{{{host}}}"));
+        Assert.Equal(1, await ValueAsync($"vmkernel_vm_vcpus{{{sel}}}"));
         var ds = $"datastore=\"ds1\",{host}";
         Assert.Equal(1, await ValueAsync($"vmkernel_lease_held{{{ds}}}"));
         Assert.Equal(0, await ValueAsync($"vmkernel_lease_takeovers_total{{{ds}}}"));
