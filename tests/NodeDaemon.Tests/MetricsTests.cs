@@ -146,6 +146,13 @@ public sealed class MetricsTests : IAsyncLifetime
         Assert.Equal(0, await ValueAsync($"vmkernel_vm_running{{{sel}}}", v => v == 0));
         Assert.Equal(0, await ValueAsync($"vmkernel_host_vms_running{{{host}}}", v => v == 0));
 
+        // Exits asked for through the API are not crashes.
+        await _client.Vms.StartAsync(new VmRef { Name = "prom" });
+        Assert.Equal(1, await ValueAsync($"vmkernel_vm_running{{{sel}}}", v => v == 1));
+        await _client.Vms.StopAsync(new VmRef { Name = "prom" });
+        Assert.Equal(1, await ValueAsync($"vmkernel_vm_state{{{sel},state=\"Stopped\"}}", v => v == 1));
+        Assert.Equal(1, await ValueAsync($"vmkernel_vm_crashes_total{{{sel}}}"));
+
         // A deleted VM's series go with it.
         await _client.Vms.DeleteAsync(new VmRef { Name = "prom" });
         using var http = new HttpClient();
