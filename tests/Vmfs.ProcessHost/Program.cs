@@ -157,7 +157,7 @@ static int Take(string path, string disk, string host)
     Say($"JOINED slot {ds.HostSlot}");
     var started = Stopwatch.GetTimestamp();
     using var vd = ds.OpenDisk(disk, LeaseMode.Exclusive, TimeSpan.FromSeconds(120));
-    Say($"ACQUIRED {DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()} version {vd.LeaseVersion} after {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
+    Say($"ACQUIRED {DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()} version {vd.LeaseVersion} after {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms takeovers {ds.LeaseTakeovers}");
     var record = new byte[4096];
     BinaryPrimitives.WriteInt64LittleEndian(record, -1);
     host.Select(c => (byte)c).ToArray().CopyTo(record, 16);

@@ -34,21 +34,33 @@ public sealed class MetricsCollector : IHostedService, IDisposable
     private readonly Lock _collectGate = new();
 
     private readonly Counter _vmCpu;
-    private readonly Gauge _vmRss;
+    private readonly Gauge _vmRunning;
+    private readonly Gauge _vmMemory;
     private readonly Gauge _vmMemoryConfigured;
     private readonly Gauge _vmVcpus;
     private readonly Gauge _vmState;
+    private readonly Counter _vmCrashes;
+    private readonly Counter _diskReadBytes;
+    private readonly Counter _diskWriteBytes;
     private readonly Counter _diskOps;
-    private readonly Counter _diskBytes;
     private readonly Counter _diskLatency;
     private readonly Counter _diskErrors;
-    private readonly Counter _netBytes;
-    private readonly Gauge _hostCpu;
-    private readonly Gauge _hostMemory;
+    private readonly Counter _netReceive;
+    private readonly Counter _netTransmit;
+    private readonly Gauge _hostVmsRunning;
+    private readonly Gauge _hostCpuCapacity;
+    private readonly Gauge _hostCpuAllocated;
+    private readonly Gauge _hostCpuConfigured;
+    private readonly Gauge _hostCpuPhysical;
+    private readonly Gauge _hostMemoryCapacity;
+    private readonly Gauge _hostMemoryAllocated;
+    private readonly Gauge _hostMemoryConfigured;
+    private readonly Gauge _hostMemoryPhysical;
     private readonly Gauge _hostVms;
     private readonly Gauge _accelerator;
     private readonly Gauge _dsHeartbeatAge;
-    private readonly Gauge _dsLeases;
+    private readonly Gauge _leaseHeld;
+    private readonly Counter _leaseTakeovers;
     private readonly Gauge _dsCapacity;
     private readonly Gauge _dsFree;
     private readonly Gauge _dsFenced;
@@ -64,27 +76,42 @@ public sealed class MetricsCollector : IHostedService, IDisposable
         _owners = owners;
         _host = options.Value.EffectiveHostName;
         _logger = logger;
+        // Names and labels are docs/packaging.md's metrics table, the contract the dashboards and alerts query.
         var f = Metrics.WithCustomRegistry(Metrics.DefaultRegistry);
+        string[] disk = [.. VmLabels, "disk"];
+        string[] nic = [.. VmLabels, "nic"];
         _vmCpu = f.CreateCounter("vmkernel_vm_cpu_seconds_total", "CPU time the VM's QEMU process used (all vCPUs and device emulation)", VmLabels);
-        _vmRss = f.CreateGauge("vmkernel_vm_memory_resident_bytes", "Resident memory of the VM's QEMU process (guest RAM it touched plus QEMU's own)", VmLabels);
+        _vmRunning = f.CreateGauge("vmkernel_vm_running", "1 while the VM's QEMU runs on this host (running or paused), else 0", VmLabels);
+        _vmMemory = f.CreateGauge("vmkernel_vm_memory_bytes", "Resident memory of the VM's QEMU process (guest RAM it touched plus QEMU's own)", VmLabels);
         _vmMemoryConfigured = f.CreateGauge("vmkernel_vm_memory_configured_bytes", "Guest RAM the VM is configured with", VmLabels);
         _vmVcpus = f.CreateGauge("vmkernel_vm_vcpus", "vCPUs the VM is configured with", VmLabels);
         _vmState = f.CreateGauge("vmkernel_vm_state", "1 for the VM's current power state", [.. VmLabels, "state"]);
-        _diskOps = f.CreateCounter("vmkernel_vm_disk_operations_total", "Disk requests served to the VM by the VMkernel's NBD server", [.. VmLabels, "disk", "op"]);
-        _diskBytes = f.CreateCounter("vmkernel_vm_disk_bytes_total", "Bytes read and written by the VM through the NBD server", [.. VmLabels, "disk", "op"]);
+        _vmCrashes = f.CreateCounter("vmkernel_vm_crashes_total", "QEMU exits that neither a command nor a guest power-off asked for (crash, external kill)", VmLabels);
+        _diskReadBytes = f.CreateCounter("vmkernel_vm_disk_read_bytes_total", "Bytes the VM read from a virtual disk through the VMkernel's NBD server", disk);
+        _diskWriteBytes = f.CreateCounter("vmkernel_vm_disk_write_bytes_total", "Bytes the VM wrote to a virtual disk through the VMkernel's NBD server", disk);
+        _diskOps = f.CreateCounter("vmkernel_vm_disk_operations_total", "Disk requests served to the VM by the VMkernel's NBD server", [.. disk, "op"]);
         _diskLatency = f.CreateCounter("vmkernel_vm_disk_latency_seconds_total",
-            "Summed service time of the VM's disk requests; divide its rate by the rate of vmkernel_vm_disk_operations_total for the mean latency", [.. VmLabels, "disk", "op"]);
-        _diskErrors = f.CreateCounter("vmkernel_vm_disk_errors_total", "Disk requests that failed", [.. VmLabels, "disk", "op"]);
-        _netBytes = f.CreateCounter("vmkernel_vm_network_bytes_total", "Bytes the guest received (direction=receive) and sent (transmit) on a NIC", [.. VmLabels, "nic", "direction"]);
-        _hostCpu = f.CreateGauge("vmkernel_host_cpu_millicores", "Host CPU: capacity, allocatable, allocated (reservations of powered-on VMs), configured (their vCPUs)", "host", "kind");
-        _hostMemory = f.CreateGauge("vmkernel_host_memory_bytes", "Host memory: capacity, allocatable, allocated (reservations of powered-on VMs), configured (their RAM)", "host", "kind");
+            "Summed service time of the VM's disk requests; divide its rate by the rate of vmkernel_vm_disk_operations_total for the mean latency", [.. disk, "op"]);
+        _diskErrors = f.CreateCounter("vmkernel_vm_disk_errors_total", "Disk requests that failed", [.. disk, "op"]);
+        _netReceive = f.CreateCounter("vmkernel_vm_network_receive_bytes_total", "Bytes the guest received on a NIC (its tap's transmit counter)", nic);
+        _netTransmit = f.CreateCounter("vmkernel_vm_network_transmit_bytes_total", "Bytes the guest sent on a NIC (its tap's receive counter)", nic);
+        _hostVmsRunning = f.CreateGauge("vmkernel_host_vms_running", "QEMU processes running on the host (running or paused VMs)", "host");
+        _hostCpuCapacity = f.CreateGauge("vmkernel_host_cpu_capacity_cores", "Allocatable CPUs: the host's CPUs minus its reserve", "host");
+        _hostCpuAllocated = f.CreateGauge("vmkernel_host_cpu_allocated_cores", "CPU reserved by powered-on VMs", "host");
+        _hostCpuConfigured = f.CreateGauge("vmkernel_host_cpu_configured_cores", "vCPUs of powered-on VMs", "host");
+        _hostCpuPhysical = f.CreateGauge("vmkernel_host_cpu_physical_cores", "The host's CPUs, before its reserve", "host");
+        _hostMemoryCapacity = f.CreateGauge("vmkernel_host_memory_capacity_bytes", "Allocatable memory: the host's memory minus its reserve", "host");
+        _hostMemoryAllocated = f.CreateGauge("vmkernel_host_memory_allocated_bytes", "Memory reserved by powered-on VMs", "host");
+        _hostMemoryConfigured = f.CreateGauge("vmkernel_host_memory_configured_bytes", "Guest RAM of powered-on VMs", "host");
+        _hostMemoryPhysical = f.CreateGauge("vmkernel_host_memory_physical_bytes", "The host's memory, before its reserve", "host");
         _hostVms = f.CreateGauge("vmkernel_host_vms", "VMs on the host by power state", "host", "state");
         _accelerator = f.CreateGauge("vmkernel_host_accelerator", "1 for the accelerator the host's VMs run on", "host", "mode");
-        _dsHeartbeatAge = f.CreateGauge("vmkernel_datastore_heartbeat_age_seconds", "Age of this host's heartbeat on the datastore", "host", "datastore");
-        _dsLeases = f.CreateGauge("vmkernel_datastore_leases", "Disk leases this host holds on the datastore", "host", "datastore");
-        _dsCapacity = f.CreateGauge("vmkernel_datastore_capacity_bytes", "Datastore capacity", "host", "datastore");
-        _dsFree = f.CreateGauge("vmkernel_datastore_free_bytes", "Datastore free space", "host", "datastore");
-        _dsFenced = f.CreateGauge("vmkernel_datastore_fenced", "1 when this host lost its heartbeat on the datastore and stopped writing", "host", "datastore");
+        _dsHeartbeatAge = f.CreateGauge("vmkernel_datastore_heartbeat_age_seconds", "Age of this host's last successful heartbeat write on the datastore", "datastore", "host");
+        _leaseHeld = f.CreateGauge("vmkernel_lease_held", "Disk leases this host holds on the datastore", "datastore", "host");
+        _leaseTakeovers = f.CreateCounter("vmkernel_lease_takeovers_total", "Leases this host took over from a host whose heartbeat had stopped", "datastore", "host");
+        _dsCapacity = f.CreateGauge("vmkernel_datastore_capacity_bytes", "Datastore capacity", "datastore", "host");
+        _dsFree = f.CreateGauge("vmkernel_datastore_free_bytes", "Datastore free space", "datastore", "host");
+        _dsFenced = f.CreateGauge("vmkernel_datastore_fenced", "1 when this host lost its heartbeat on the datastore and stopped writing", "datastore", "host");
         _qmpLatency = f.CreateHistogram("vmkernel_qmp_command_duration_seconds", "Time from sending a QMP command to QEMU's reply",
             new HistogramConfiguration { LabelNames = ["host", "command", "outcome"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 18) });
         _info = f.CreateGauge("vmkernel_daemon_info", "vmkerneld's version", "host", "version");
@@ -145,16 +172,22 @@ public sealed class MetricsCollector : IHostedService, IDisposable
 
     private void CollectHost()
     {
-        foreach (var (kind, r) in new[] { ("capacity", _allocation.Capacity), ("allocatable", _allocation.Allocatable), ("allocated", _allocation.Allocated), ("configured", _allocation.Configured) })
-        {
-            _hostCpu.WithLabels(_host, kind).Set(r.CpuMillicores);
-            _hostMemory.WithLabels(_host, kind).Set(r.MemoryBytes);
-        }
+        const double MillicoresPerCore = 1000;
+        var (capacity, allocatable, allocated, configured) = (_allocation.Capacity, _allocation.Allocatable, _allocation.Allocated, _allocation.Configured);
+        _hostCpuCapacity.WithLabels(_host).Set(allocatable.CpuMillicores / MillicoresPerCore);
+        _hostCpuAllocated.WithLabels(_host).Set(allocated.CpuMillicores / MillicoresPerCore);
+        _hostCpuConfigured.WithLabels(_host).Set(configured.CpuMillicores / MillicoresPerCore);
+        _hostCpuPhysical.WithLabels(_host).Set(capacity.CpuMillicores / MillicoresPerCore);
+        _hostMemoryCapacity.WithLabels(_host).Set(allocatable.MemoryBytes);
+        _hostMemoryAllocated.WithLabels(_host).Set(allocated.MemoryBytes);
+        _hostMemoryConfigured.WithLabels(_host).Set(configured.MemoryBytes);
+        _hostMemoryPhysical.WithLabels(_host).Set(capacity.MemoryBytes);
         var vms = _vmkernel.Host.VirtualMachines;
         foreach (var state in Enum.GetValues<VmState>())
         {
             _hostVms.WithLabels(_host, state.ToString()).Set(vms.Count(vm => vm.State == state));
         }
+        _hostVmsRunning.WithLabels(_host).Set(vms.Count(vm => vm.Pid is not null));
         var mode = _vmkernel.Host.Accelerator.Accelerator.ToString().ToLowerInvariant();
         _accelerator.WithLabels(_host, mode).Set(1);
     }
@@ -174,48 +207,53 @@ public sealed class MetricsCollector : IHostedService, IDisposable
             {
                 _vmState.WithLabels([.. labels, state.ToString()]).Set(vm.State == state ? 1 : 0);
             }
-            if (vm.Pid is int pid && ReadProcess(pid) is var (cpuSeconds, rssBytes) && rssBytes > 0)
+            SetCounter(_vmCrashes, labels, vm.Crashes);
+            var pid = vm.Pid;
+            _vmRunning.WithLabels(labels).Set(pid is null ? 0 : 1);
+            if (pid is int p && ReadProcess(p) is var (cpuSeconds, rssBytes) && rssBytes > 0)
             {
                 SetCounter(_vmCpu, labels, cpuSeconds);
-                _vmRss.WithLabels(labels).Set(rssBytes);
+                _vmMemory.WithLabels(labels).Set(rssBytes);
             }
             else
             {
-                _vmRss.WithLabels(labels).Set(0);
+                _vmMemory.WithLabels(labels).Set(0);
             }
-            foreach (var disk in vm.Spec.Disks)
+            foreach (var d in vm.Spec.Disks)
             {
-                if (!exports.TryGetValue($"{vm.Name}/{disk.Name}", out var s))
+                if (!exports.TryGetValue($"{vm.Name}/{d.Name}", out var s))
                 {
                     continue;
                 }
+                string[] dl = [.. labels, d.Name];
+                SetCounter(_diskReadBytes, dl, s.Read.Bytes);
+                SetCounter(_diskWriteBytes, dl, s.Write.Bytes);
                 foreach (var (op, stats) in new[] { ("read", s.Read), ("write", s.Write), ("flush", s.Flush), ("trim", s.Trim), ("write_zeroes", s.WriteZeroes) })
                 {
-                    string[] l = [.. labels, disk.Name, op];
+                    string[] l = [.. dl, op];
                     SetCounter(_diskOps, l, stats.Operations);
-                    SetCounter(_diskBytes, l, stats.Bytes);
                     SetCounter(_diskLatency, l, stats.TotalLatency.TotalSeconds);
                     SetCounter(_diskErrors, l, stats.Errors);
                 }
             }
-            foreach (var nic in vm.Spec.Nics)
+            foreach (var n in vm.Spec.Nics)
             {
                 // The tap's transmit is what the guest receives, and the other way round.
-                if (ReadNetCounter(nic.Tap, "tx_bytes") is long received)
+                if (ReadNetCounter(n.Tap, "tx_bytes") is long received)
                 {
-                    SetCounter(_netBytes, [.. labels, nic.Name, "receive"], received);
+                    SetCounter(_netReceive, [.. labels, n.Name], received);
                 }
-                if (ReadNetCounter(nic.Tap, "rx_bytes") is long sent)
+                if (ReadNetCounter(n.Tap, "rx_bytes") is long sent)
                 {
-                    SetCounter(_netBytes, [.. labels, nic.Name, "transmit"], sent);
+                    SetCounter(_netTransmit, [.. labels, n.Name], sent);
                 }
             }
         }
-        foreach (var counter in new[] { _vmCpu, _diskOps, _diskBytes, _diskLatency, _diskErrors, _netBytes })
+        foreach (var counter in new[] { _vmCpu, _vmCrashes, _diskReadBytes, _diskWriteBytes, _diskOps, _diskLatency, _diskErrors, _netReceive, _netTransmit })
         {
             RemoveGone(counter, live, 3);
         }
-        foreach (var gauge in new[] { _vmRss, _vmMemoryConfigured, _vmVcpus, _vmState })
+        foreach (var gauge in new[] { _vmRunning, _vmMemory, _vmMemoryConfigured, _vmVcpus, _vmState })
         {
             RemoveGone(gauge, live, 3);
         }
@@ -223,21 +261,25 @@ public sealed class MetricsCollector : IHostedService, IDisposable
 
     private void CollectDatastores()
     {
+        var takeovers = _vmkernel.Host.Storage.Datastores.ToDictionary(d => d.Name, d => d.Datastore.LeaseTakeovers, StringComparer.Ordinal);
         var live = new HashSet<string>(StringComparer.Ordinal);
         foreach (var ds in _datastores.Snapshot())
         {
-            string[] labels = [_host, ds.Name];
+            string[] labels = [ds.Name, _host];
             live.Add(Key(labels));
             _dsHeartbeatAge.WithLabels(labels).Set(ds.HeartbeatAgeSeconds ?? double.NaN);
-            _dsLeases.WithLabels(labels).Set(ds.LeasesHeld);
+            _leaseHeld.WithLabels(labels).Set(ds.LeasesHeld);
+            // A remount is a new datastore object whose count starts again: SetCounter turns that into a reset.
+            SetCounter(_leaseTakeovers, labels, takeovers.GetValueOrDefault(ds.Name));
             _dsCapacity.WithLabels(labels).Set(ds.CapacityBytes);
             _dsFree.WithLabels(labels).Set(ds.FreeBytes);
             _dsFenced.WithLabels(labels).Set(ds.Fenced ? 1 : 0);
         }
-        foreach (var collector in new[] { _dsHeartbeatAge, _dsLeases, _dsCapacity, _dsFree, _dsFenced })
+        foreach (var gauge in new[] { _dsHeartbeatAge, _leaseHeld, _dsCapacity, _dsFree, _dsFenced })
         {
-            RemoveGone(collector, live, 2);
+            RemoveGone(gauge, live, 2);
         }
+        RemoveGone(_leaseTakeovers, live, 2);
     }
 
     // A counter source that restarted (a new QEMU, a re-created NBD export) starts again from zero: drop the series

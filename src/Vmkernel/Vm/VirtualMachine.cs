@@ -32,6 +32,7 @@ public sealed class VirtualMachine : IAsyncDisposable
     private bool _detached;
     private string? _exitReason;
     private string? _migration;
+    private long _crashes;
 
     internal VirtualMachine(VmSpec spec, VmPaths paths, VmRuntime runtime, VmStatus? persisted)
     {
@@ -72,6 +73,9 @@ public sealed class VirtualMachine : IAsyncDisposable
 
     /// <summary>The QMP connection of the current run (live migration drives QEMU through it).</summary>
     internal QmpClient? Qmp => _qmp;
+
+    /// <summary>QEMU exits this VMkernel saw that neither a command nor the guest asked for (crash, external kill).</summary>
+    public long Crashes => Interlocked.Read(ref _crashes);
 
     /// <summary>Raised after every state change, outside any lock.</summary>
     public event EventHandler<VmStatus>? StatusChanged;
@@ -284,6 +288,7 @@ public sealed class VirtualMachine : IAsyncDisposable
                 return;
             }
             var tail = QemuProcess.ReadTail(Paths.StderrLog, 1024);
+            Interlocked.Increment(ref _crashes);
             SetStatus(VmState.Failed,
                 "QEMU exited while no VMkernel was watching" + (tail.Length > 0 ? $"; its last words: {tail}" : ""),
                 stopRequested: false);
@@ -497,6 +502,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         else
         {
             Volatile.Write(ref _migration, null);
+            Interlocked.Increment(ref _crashes);
             SetStatus(VmState.Failed, $"QEMU exited unexpectedly: {DescribeStderr(process)}", stopRequested: false);
         }
         _logger.LogInformation("VM {Vm} QEMU pid {Pid} exited: {State} ({Reason})", Name, process.Pid, State, Status.Reason);

@@ -25,6 +25,7 @@ internal sealed class PaxosLeaseManager
     private readonly MetadataIo _io;
     private readonly HostHeartbeat _host;
     private readonly ILogger? _logger;
+    private long _takeovers;
 
     public PaxosLeaseManager(MetadataIo io, HostHeartbeat host, ILogger? logger)
     {
@@ -34,6 +35,9 @@ internal sealed class PaxosLeaseManager
     }
 
     private Superblock Sb => _io.Superblock;
+
+    /// <summary>Leases this host acquired from an exclusive holder whose heartbeat had stopped.</summary>
+    public long Takeovers => Interlocked.Read(ref _takeovers);
 
     private int Me => _host.Slot;
 
@@ -80,6 +84,7 @@ internal sealed class PaxosLeaseManager
             _host.EnsureCanWrite();
             var leader = ReadLeader(resource);
             string? blocker = null;
+            var fromDeadHost = false;
             if (leader.Mode == LeaseMode.Exclusive)
             {
                 var owner = _host.GetLiveness(leader.OwnerSlot, leader.OwnerGeneration);
@@ -89,6 +94,7 @@ internal sealed class PaxosLeaseManager
                 }
                 else
                 {
+                    fromDeadHost = true;
                     _logger?.LogWarning("Taking over {Resource} from dead host {Host} (slot {Slot}, unchanged for {Stale:F1} s)",
                         describe, owner.HostName, owner.Slot, owner.UnchangedFor.TotalSeconds);
                 }
@@ -124,10 +130,12 @@ internal sealed class PaxosLeaseManager
                         {
                             SetSharedMark(resource, true);
                             FreeLeader(held);
+                            CountTakeover(fromDeadHost);
                             return held with { Mode = LeaseMode.SharedRead };
                         }
                         else
                         {
+                            CountTakeover(fromDeadHost);
                             return held;
                         }
                     }
@@ -163,6 +171,14 @@ internal sealed class PaxosLeaseManager
             // Randomised backoff keeps competing proposers from aborting each other forever.
             var sleep = blocker is not null ? poll : TimeSpan.FromMilliseconds(Random.Shared.Next(1, 4 + Math.Min(aborts, 20)));
             Thread.Sleep(sleep);
+        }
+    }
+
+    private void CountTakeover(bool fromDeadHost)
+    {
+        if (fromDeadHost)
+        {
+            Interlocked.Increment(ref _takeovers);
         }
     }
 

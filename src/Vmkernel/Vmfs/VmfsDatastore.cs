@@ -47,6 +47,9 @@ public sealed class VmfsDatastore : IDisposable
 
     public ulong HostGeneration => _host.Generation;
 
+    /// <summary>Leases this host took over from a host whose heartbeat had stopped, since this mount.</summary>
+    public long LeaseTakeovers => _leases.Takeovers;
+
     public VmfsTimings Timings { get; }
 
     public Guid Uuid => Sb.Uuid;

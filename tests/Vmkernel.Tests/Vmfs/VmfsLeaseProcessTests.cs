@@ -73,6 +73,8 @@ public class VmfsLeaseProcessTests
         // ...and soon after (one heartbeat interval, plus slack for a loaded test machine).
         Assert.True(acquiredAt - killedAt <= T.HostDeadAfter + T.HeartbeatInterval + TimeSpan.FromSeconds(1),
             $"takeover came {(acquiredAt - killedAt).TotalMilliseconds} ms after the kill");
+        // The datastore counts it (vmkerneld exports it as vmkernel_lease_takeovers_total).
+        Assert.EndsWith(" takeovers 1", acquired, StringComparison.Ordinal);
         taker.WaitFor("MARKED", TimeSpan.FromSeconds(10));
         taker.Send("exit");
     }
