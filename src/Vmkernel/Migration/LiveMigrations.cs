@@ -75,15 +75,22 @@ public sealed class LiveMigrations
         }
         try
         {
+            var clock = Stopwatch.StartNew();
             var vm = await _host.DefineAsync(spec, ct);
+            var defined = clock.Elapsed;
             Func<Task> start = () => vm.StartIncomingAsync(migrationId, ct);
             await (admit is null ? start() : admit(vm, start));
+            var started = clock.Elapsed;
             var qmp = vm.Qmp ?? throw new MigrationException($"VM '{spec.Name}' has no QMP connection after its start");
             // late-block-activate: the target's block layer stays inactive until `cont`, i.e. until the leases are ours.
             await SetCapabilitiesAsync(qmp, [("events", true), ("late-block-activate", true)], ct);
+            var capabilities = clock.Elapsed;
             await ConfigureTlsAsync(qmp, policy.Tls ? "server" : null, ct);
+            var tls = clock.Elapsed;
             var uri = await ListenAsync(qmp, ct);
-            _logger.LogInformation("Migration {Migration}: VM {Vm} waits for its state on {Uri} (TLS {Tls})", migrationId, spec.Name, uri, policy.Tls ? "on" : "off");
+            _logger.LogInformation(
+                "Migration {Migration}: VM {Vm} waits for its state on {Uri} (TLS {Tls}); prepared in {Total} ms: define {Define} ms, QEMU start {Start} ms, capabilities {Capabilities} ms, TLS object {TlsSetup} ms, migrate-incoming {Listen} ms",
+                migrationId, spec.Name, uri, policy.Tls ? "on" : "off", Ms(clock.Elapsed), Ms(defined), Ms(started - defined), Ms(capabilities - started), Ms(tls - capabilities), Ms(clock.Elapsed - tls));
             return new IncomingMigration(migrationId, spec.Name, uri);
         }
         catch (Exception e)
@@ -129,36 +136,54 @@ public sealed class LiveMigrations
         {
             timeout.CancelAfter(policy.Timeout);
         }
+        // QEMU's MIGRATION event is the moment the source completed (it is in postmigrate from then on): the handover
+        // time, part of the guest's pause, is counted from it, not from the query that follows.
+        void OnStatus(object? _, string status)
+        {
+            if (status == "completed")
+            {
+                Interlocked.CompareExchange(ref outgoing.CompletedEventAt, Stopwatch.GetTimestamp(), 0);
+            }
+        }
+        vm.MigrationStatusChanged += OnStatus;
         try
         {
-            long completedAt = 0;
+            long detectedAt = 0;
+            (TimeSpan Revoke, TimeSpan Release) steps = default;
             MigrationProgress? handedOver = null;
             var final = await vm.MigrateOutAsync(migrationId,
                 qmp => RunOutgoingAsync(vm, qmp, migrationId, targetUri, policy, progress, outgoing),
                 p =>
                 {
-                    completedAt = Stopwatch.GetTimestamp();
+                    detectedAt = Stopwatch.GetTimestamp();
                     handedOver = p;
                     return p.Phase == "completed" ? $"migrated to {targetUri} (migration {migrationId})" : null;
                 },
-                () =>
+                timings =>
                 {
                     // Reported before this QEMU is killed: the caller's FinishIncoming on the target need not wait for it.
+                    steps = timings;
+                    var completedAt = Volatile.Read(ref outgoing.CompletedEventAt) is > 0 and var at && at <= detectedAt ? at : detectedAt;
                     handedOver = handedOver! with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
                     progress?.Report(handedOver);
                 },
                 CancellationToken.None);
             final = handedOver ?? final;
             var handover = final.HandoverTime ?? TimeSpan.Zero;
+            var eventAt = Volatile.Read(ref outgoing.CompletedEventAt);
             _logger.LogInformation(
-                "Migration {Migration}: VM {Vm} moved to {Uri} in {Total} ms, downtime {Downtime} ms, {Bytes} bytes; disks revoked and leases released in {Handover} ms",
-                migrationId, vmName, targetUri, final.TotalTime.TotalMilliseconds, final.Downtime?.TotalMilliseconds, final.TransferredBytes, handover.TotalMilliseconds);
+                "Migration {Migration}: VM {Vm} moved to {Uri} in {Total} ms (QEMU total-time), downtime {Downtime} ms (QEMU), {Bytes} bytes; " +
+                "call to migrate sent {Setup} ms (capabilities, TLS, parameters), completion event to detected {Detect} ms, handover {Handover} ms after the event (revoke exports {Revoke} ms, release leases {Release} ms)",
+                migrationId, vmName, targetUri, (long)final.TotalTime.TotalMilliseconds, final.Downtime?.TotalMilliseconds, final.TransferredBytes,
+                Ms(outgoing.Setup), eventAt > 0 && eventAt <= detectedAt ? Ms(Stopwatch.GetElapsedTime(eventAt, detectedAt)) : -1,
+                Ms(handover), Ms(steps.Revoke), Ms(steps.Release));
             // The VM lives on the target now: its definition leaves this host, as with vMotion.
             await _host.DeleteAsync(vmName, CancellationToken.None);
             return new MigrationResult(final, handover);
         }
         finally
         {
+            vm.MigrationStatusChanged -= OnStatus;
             _outgoing.TryRemove(migrationId, out _);
         }
     }
@@ -184,10 +209,11 @@ public sealed class LiveMigrations
             throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
         }
         var loaded = clock.Elapsed;
-        await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
+        var (check, leases, cont) = await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
         _incoming.TryRemove(migrationId, out _);
-        _logger.LogInformation("Migration {Migration}: VM {Vm} runs on this host under its disk leases ({Loaded} ms to see the state loaded, {Resumed} ms to take the leases and resume)",
-            migrationId, name, (long)loaded.TotalMilliseconds, (long)(clock.Elapsed - loaded).TotalMilliseconds);
+        _logger.LogInformation(
+            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms, command queue and status check {Check} ms, take leases {Leases} ms, cont {Cont} ms",
+            migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leases - cont), Ms(leases), Ms(cont));
         return vm;
     }
 
@@ -216,6 +242,7 @@ public sealed class LiveMigrations
     {
         var ct = outgoing.Cancel.Token;
         ct.ThrowIfCancellationRequested();
+        var clock = Stopwatch.StartNew();
         await SetCapabilitiesAsync(qmp, [("events", true), ("auto-converge", policy.AutoConverge)], ct);
         await ConfigureTlsAsync(qmp, policy.Tls ? "client" : null, ct);
         var parameters = new Dictionary<string, object?>();
@@ -234,6 +261,7 @@ public sealed class LiveMigrations
         _logger.LogInformation("Migration {Migration}: VM {Vm} to {Uri} (TLS {Tls}, bandwidth {Bandwidth}, downtime limit {Downtime} ms, auto-converge {AutoConverge})",
             migrationId, vm.Name, targetUri, policy.Tls ? "on" : "off", policy.BandwidthBytesPerSecond, policy.DowntimeLimit.TotalMilliseconds, policy.AutoConverge);
         await qmp.ExecuteAsync("migrate", new { uri = targetUri }, ct: ct);
+        outgoing.Setup = clock.Elapsed;
 
         var lastTransferred = -1L;
         var lastGrowth = Stopwatch.GetTimestamp();
@@ -409,6 +437,8 @@ public sealed class LiveMigrations
         }
     }
 
+    private static long Ms(TimeSpan t) => (long)t.TotalMilliseconds;
+
     private static void ValidateId(string migrationId)
     {
         if (string.IsNullOrWhiteSpace(migrationId) || migrationId.Length > 128 || migrationId.Any(c => char.IsControl(c) || c == '/'))
@@ -424,5 +454,11 @@ public sealed class LiveMigrations
         public CancellationTokenSource Cancel { get; } = cancel;
 
         public string? Reason { get; set; }
+
+        /// <summary>From the start of the source's set-up to QEMU accepting <c>migrate</c>.</summary>
+        public TimeSpan Setup { get; set; }
+
+        /// <summary>Stopwatch timestamp of QEMU's MIGRATION "completed" event; 0 before.</summary>
+        public long CompletedEventAt;
     }
 }
