@@ -262,7 +262,17 @@ static async Task<(Process, Uri)> StartDaemonAsync(string dll, string state, str
     info.Environment["Logging__LogLevel__Vmk.Vmkernel.Vm"] = "Information"; // where an incoming start spends its time
     var daemon = Process.Start(info)!;
     var ready = new TaskCompletionSource<string>();
-    daemon.OutputDataReceived += (_, e) => { if (e.Data?.StartsWith("vmkerneld ready ", StringComparison.Ordinal) == true) ready.TrySetResult(e.Data); };
+    daemon.OutputDataReceived += (_, e) =>
+    {
+        if (e.Data?.StartsWith("vmkerneld ready ", StringComparison.Ordinal) == true)
+        {
+            ready.TrySetResult(e.Data);
+        }
+        else if (e.Data is { Length: > 0 } && !e.Data.Contains("Starting VM", StringComparison.Ordinal))
+        {
+            Console.Error.WriteLine($"{name}: {e.Data}"); // the daemon's log: where each migration's time went
+        }
+    };
     daemon.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"{name}: {e.Data}"); };
     daemon.BeginOutputReadLine();
     daemon.BeginErrorReadLine();
