@@ -151,20 +151,29 @@ public sealed class LiveMigrations
             long detectedAt = 0;
             (TimeSpan Revoke, TimeSpan Release) steps = default;
             MigrationProgress? handedOver = null;
+            Task<MigrationProgress>? figures = null;
             var final = await vm.MigrateOutAsync(migrationId,
                 qmp => RunOutgoingAsync(vm, qmp, migrationId, targetUri, policy, progress, outgoing),
                 p =>
                 {
                     detectedAt = Stopwatch.GetTimestamp();
                     handedOver = p;
-                    return p.Phase == "completed" ? $"migrated to {targetUri} (migration {migrationId})" : null;
+                    if (p.Phase != "completed")
+                    {
+                        return null;
+                    }
+                    // Completion seen on the event: QEMU's final figures (downtime, total time) come from a query that
+                    // runs while the disks are revoked and released, not before.
+                    figures = p.HasSourceFigures ? Task.FromResult(p) : FinalFiguresAsync(vm, p);
+                    return $"migrated to {targetUri} (migration {migrationId})";
                 },
-                timings =>
+                async timings =>
                 {
                     // Reported before this QEMU is killed: the caller's FinishIncoming on the target need not wait for it.
                     steps = timings;
+                    var full = figures is null ? handedOver! : await figures;
                     var completedAt = Volatile.Read(ref outgoing.CompletedEventAt) is > 0 and var at && at <= detectedAt ? at : detectedAt;
-                    handedOver = handedOver! with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
+                    handedOver = full with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
                     progress?.Report(handedOver);
                 },
                 CancellationToken.None);
@@ -305,12 +314,34 @@ public sealed class LiveMigrations
     {
         var cancelled = false;
         var changed = new SemaphoreSlim(0);
-        void OnStatus(object? _, string status) => changed.Release();
+        var seen = new EventsSeen();
+        MigrationProgress? last = null;
+        void OnStatus(object? _, string status)
+        {
+            // A QEMU that arrived here by migration said "completed" for that incoming one long ago; only a
+            // "completed" after this migration's own setup/active events is this migration's completion.
+            if (status is "setup" or "active" or "pre-switchover" or "device")
+            {
+                seen.Own = true;
+            }
+            else if (status == "completed" && seen.Own)
+            {
+                seen.Completed = true;
+            }
+            changed.Release();
+        }
         vm.MigrationStatusChanged += OnStatus;
         try
         {
             while (true)
             {
+                if (outgoing && seen.Completed)
+                {
+                    // The source's completion as QEMU announced it (postmigrate: paused, disks flushed and inactive).
+                    // The handover starts now; the final figures are queried alongside (see MigrateOutAsync).
+                    return new MigrationProgress("completed", last?.TransferredBytes ?? 0, 0, last?.DirtyPagesRate ?? 0, last?.Iteration ?? 0,
+                        last?.TotalTime ?? TimeSpan.Zero, null, null);
+                }
                 var qmp = vm.Qmp ?? throw new MigrationException($"VM '{vm.Name}' lost its QEMU during the migration");
                 MigrationProgress sample;
                 try
@@ -326,7 +357,12 @@ public sealed class LiveMigrations
                 {
                     return sample;
                 }
-                onTick?.Invoke(sample);
+                if (!sample.IsTerminal)
+                {
+                    // A stale "completed" is not reported: a caller would take it for this migration's end.
+                    last = sample;
+                    onTick?.Invoke(sample);
+                }
                 if (ct.IsCancellationRequested && !cancelled)
                 {
                     if (onCancel is null)
@@ -349,6 +385,20 @@ public sealed class LiveMigrations
         {
             // Not disposed: an event raised concurrently with the unsubscription may still release it.
             vm.MigrationStatusChanged -= OnStatus;
+        }
+    }
+
+    /// <summary>The source's query-migrate after completion (downtime, total time); the event's sample if QEMU does not answer.</summary>
+    private static async Task<MigrationProgress> FinalFiguresAsync(VirtualMachine vm, MigrationProgress fromEvent)
+    {
+        try
+        {
+            var sample = MigrationProgress.FromQueryMigrate(await (vm.Qmp ?? throw new QmpException("no QMP connection")).ExecuteAsync("query-migrate"));
+            return sample is { Phase: "completed", HasSourceFigures: true } ? sample : fromEvent;
+        }
+        catch (QmpException)
+        {
+            return fromEvent;
         }
     }
 
@@ -445,6 +495,12 @@ public sealed class LiveMigrations
         {
             throw new MigrationException($"migration id '{migrationId}' is not valid: use 1-128 printable characters without '/'", MigrationErrorKind.InvalidArgument);
         }
+    }
+
+    private sealed class EventsSeen
+    {
+        public volatile bool Own;
+        public volatile bool Completed;
     }
 
     private sealed class Outgoing(string vm, CancellationTokenSource cancel)

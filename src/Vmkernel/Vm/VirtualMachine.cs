@@ -231,7 +231,7 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// from this QEMU reaches them any more; leases released) and QEMU, now in postmigrate, quits.
     /// </summary>
     internal async Task<T> MigrateOutAsync<T>(string migrationId, Func<QmpClient, Task<T>> migrate, Func<T, string?> completed,
-        Action<(TimeSpan Revoke, TimeSpan Release)> revoked, CancellationToken ct)
+        Func<(TimeSpan Revoke, TimeSpan Release), Task> revoked, CancellationToken ct)
     {
         T result = default!;
         await RunCommandAsync(async () =>
@@ -255,7 +255,7 @@ public sealed class VirtualMachine : IAsyncDisposable
             }
             var handover = await _runtime.Storage.HandOverAsync(Name);
             // The target may take the leases from here on; this QEMU can no longer reach the disks.
-            revoked(handover);
+            await revoked(handover);
             _exitReason = reason;
             SetStatus(VmState.Stopping, reason, stopRequested: true);
             // SIGKILL, not `quit`: the guest's state lives on the target now, and a QEMU whose NBD server went away
