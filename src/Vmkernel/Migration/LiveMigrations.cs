@@ -388,13 +388,29 @@ public sealed class LiveMigrations
         }
     }
 
-    /// <summary>The source's query-migrate after completion (downtime, total time); the event's sample if QEMU does not answer.</summary>
+    /// <summary>
+    /// The source's query-migrate after completion (downtime, total time). QEMU computes them just after it announced
+    /// the completion and tells nobody when: asked again every few ms for up to a second (this runs beside the
+    /// handover, not before it); the event's sample if QEMU never gives them.
+    /// </summary>
     private static async Task<MigrationProgress> FinalFiguresAsync(VirtualMachine vm, MigrationProgress fromEvent)
     {
+        var until = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
         try
         {
-            var sample = MigrationProgress.FromQueryMigrate(await (vm.Qmp ?? throw new QmpException("no QMP connection")).ExecuteAsync("query-migrate"));
-            return sample is { Phase: "completed", HasSourceFigures: true } ? sample : fromEvent;
+            while (true)
+            {
+                var sample = MigrationProgress.FromQueryMigrate(await (vm.Qmp ?? throw new QmpException("no QMP connection")).ExecuteAsync("query-migrate"));
+                if (sample is { Phase: "completed", HasSourceFigures: true })
+                {
+                    return sample;
+                }
+                if (Stopwatch.GetTimestamp() > until)
+                {
+                    return fromEvent;
+                }
+                await Task.Delay(2);
+            }
         }
         catch (QmpException)
         {
