@@ -2,7 +2,8 @@
 //   migrate-bench --daemon PATH/vmkerneld.dll --guest-dir DIR [--rounds 5]
 // (a) raw: two QEMU processes on this machine, QMP migrate from one to the other, the target started with
 //     -incoming and resumed with cont as soon as it has the whole state. Same argv as the VMkernel builds
-//     (QemuCommandLine), a raw file as the guest's disk.
+//     (QemuCommandLine), a raw file as the guest's disk. Twice per round: with TLS (the daemons' CA, tls-creds-x509
+//     as the daemons set it) and without; the raw figures are the run whose TLS matches vmk's.
 // (b) vmk: two vmkerneld daemons sharing one VMFS datastore file, through their gRPC API: PrepareIncoming on the
 //     target, MigrateOut on the source, FinishIncoming on the target (lease handover in between), TLS on (the default).
 // total: from the source being told to migrate (its set-up and QMP migrate, or the MigrateOut call) until the guest
