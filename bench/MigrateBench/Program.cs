@@ -248,6 +248,7 @@ finally
         }
     }
     Directory.Delete(work, recursive: true);
+    RawCgroup.Remove();
 }
 
 static async Task<(Process, Uri)> StartDaemonAsync(string dll, string state, string tls, string dsDir, string guestDir, string name)
@@ -297,6 +298,7 @@ static async Task<(Process, QmpClient)> StartRawAsync(Vk.VmSpec spec, QemuHostSe
     }
     var process = Process.Start(info)!;
     started.Add(process);
+    RawCgroup.Join(process.Id);
     var qmp = await QmpClient.ConnectAsync(paths.QmpSocket, TimeSpan.FromSeconds(30));
     return (process, qmp);
 }
@@ -374,4 +376,39 @@ internal sealed class Daemon(Grpc.Net.Client.GrpcChannel channel)
     public VmService.VmServiceClient Vms { get; } = new(channel);
 
     public DatastoreService.DatastoreServiceClient Datastores { get; } = new(channel);
+}
+
+/// <summary>
+/// The raw QEMUs get the CPU share the daemons' QEMUs get: vmkerneld puts each VM's QEMU into a cgroup under the
+/// "vmkernel" parent (cgroup v1 cpu), which competes with every other process of the machine as one group. Left in
+/// the root group, the raw QEMUs would each weigh as much as that whole group, a large advantage on a loaded machine.
+/// </summary>
+internal static class RawCgroup
+{
+    private static readonly string Directory = $"/sys/fs/cgroup/cpu/vmkernel/vm-raw-bench-{Environment.ProcessId}";
+
+    public static void Join(int pid)
+    {
+        if (!System.IO.Directory.Exists("/sys/fs/cgroup/cpu/vmkernel"))
+        {
+            return; // no VM cgroups on this machine: the daemons' QEMUs run in the root group as well
+        }
+        System.IO.Directory.CreateDirectory(Directory);
+        File.WriteAllText(Path.Combine(Directory, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
+    }
+
+    public static void Remove()
+    {
+        try
+        {
+            if (System.IO.Directory.Exists(Directory))
+            {
+                System.IO.Directory.Delete(Directory);
+            }
+        }
+        catch (IOException e)
+        {
+            Console.Error.WriteLine($"cgroup {Directory} not removed: {e.Message}");
+        }
+    }
 }
