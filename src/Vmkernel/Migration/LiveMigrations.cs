@@ -75,15 +75,22 @@ public sealed class LiveMigrations
         }
         try
         {
+            var clock = Stopwatch.StartNew();
             var vm = await _host.DefineAsync(spec, ct);
+            var defined = clock.Elapsed;
             Func<Task> start = () => vm.StartIncomingAsync(migrationId, ct);
             await (admit is null ? start() : admit(vm, start));
+            var started = clock.Elapsed;
             var qmp = vm.Qmp ?? throw new MigrationException($"VM '{spec.Name}' has no QMP connection after its start");
             // late-block-activate: the target's block layer stays inactive until `cont`, i.e. until the leases are ours.
             await SetCapabilitiesAsync(qmp, [("events", true), ("late-block-activate", true)], ct);
+            var capabilities = clock.Elapsed;
             await ConfigureTlsAsync(qmp, policy.Tls ? "server" : null, ct);
+            var tls = clock.Elapsed;
             var uri = await ListenAsync(qmp, ct);
-            _logger.LogInformation("Migration {Migration}: VM {Vm} waits for its state on {Uri} (TLS {Tls})", migrationId, spec.Name, uri, policy.Tls ? "on" : "off");
+            _logger.LogInformation(
+                "Migration {Migration}: VM {Vm} waits for its state on {Uri} (TLS {Tls}); prepared in {Total} ms: define {Define} ms, QEMU start {Start} ms, capabilities {Capabilities} ms, TLS object {TlsSetup} ms, migrate-incoming {Listen} ms",
+                migrationId, spec.Name, uri, policy.Tls ? "on" : "off", Ms(clock.Elapsed), Ms(defined), Ms(started - defined), Ms(capabilities - started), Ms(tls - capabilities), Ms(clock.Elapsed - tls));
             return new IncomingMigration(migrationId, spec.Name, uri);
         }
         catch (Exception e)
@@ -129,36 +136,63 @@ public sealed class LiveMigrations
         {
             timeout.CancelAfter(policy.Timeout);
         }
+        // QEMU's MIGRATION event is the moment the source completed (it is in postmigrate from then on): the handover
+        // time, part of the guest's pause, is counted from it, not from the query that follows.
+        void OnStatus(object? _, string status)
+        {
+            if (status == "completed")
+            {
+                Interlocked.CompareExchange(ref outgoing.CompletedEventAt, Stopwatch.GetTimestamp(), 0);
+            }
+        }
+        vm.MigrationStatusChanged += OnStatus;
         try
         {
-            long completedAt = 0;
+            long detectedAt = 0;
+            (TimeSpan Revoke, TimeSpan Release) steps = default;
             MigrationProgress? handedOver = null;
+            Task<MigrationProgress>? figures = null;
             var final = await vm.MigrateOutAsync(migrationId,
                 qmp => RunOutgoingAsync(vm, qmp, migrationId, targetUri, policy, progress, outgoing),
                 p =>
                 {
-                    completedAt = Stopwatch.GetTimestamp();
+                    detectedAt = Stopwatch.GetTimestamp();
                     handedOver = p;
-                    return p.Phase == "completed" ? $"migrated to {targetUri} (migration {migrationId})" : null;
+                    if (p.Phase != "completed")
+                    {
+                        return null;
+                    }
+                    // Completion seen on the event: QEMU's final figures (downtime, total time) come from a query that
+                    // runs while the disks are revoked and released, not before.
+                    figures = p.HasSourceFigures ? Task.FromResult(p) : FinalFiguresAsync(vm, p);
+                    return $"migrated to {targetUri} (migration {migrationId})";
                 },
-                () =>
+                async timings =>
                 {
                     // Reported before this QEMU is killed: the caller's FinishIncoming on the target need not wait for it.
-                    handedOver = handedOver! with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
+                    steps = timings;
+                    var full = figures is null ? handedOver! : await figures;
+                    var completedAt = Volatile.Read(ref outgoing.CompletedEventAt) is > 0 and var at && at <= detectedAt ? at : detectedAt;
+                    handedOver = full with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
                     progress?.Report(handedOver);
                 },
                 CancellationToken.None);
             final = handedOver ?? final;
             var handover = final.HandoverTime ?? TimeSpan.Zero;
+            var eventAt = Volatile.Read(ref outgoing.CompletedEventAt);
             _logger.LogInformation(
-                "Migration {Migration}: VM {Vm} moved to {Uri} in {Total} ms, downtime {Downtime} ms, {Bytes} bytes; disks revoked and leases released in {Handover} ms",
-                migrationId, vmName, targetUri, final.TotalTime.TotalMilliseconds, final.Downtime?.TotalMilliseconds, final.TransferredBytes, handover.TotalMilliseconds);
+                "Migration {Migration}: VM {Vm} moved to {Uri} in {Total} ms (QEMU total-time), downtime {Downtime} ms (QEMU), {Bytes} bytes; " +
+                "call to migrate sent {Setup} ms (capabilities, TLS, parameters), completion event to detected {Detect} ms, handover {Handover} ms after the event (revoke exports {Revoke} ms, release leases {Release} ms)",
+                migrationId, vmName, targetUri, (long)final.TotalTime.TotalMilliseconds, final.Downtime?.TotalMilliseconds, final.TransferredBytes,
+                Ms(outgoing.Setup), eventAt > 0 && eventAt <= detectedAt ? Ms(Stopwatch.GetElapsedTime(eventAt, detectedAt)) : -1,
+                Ms(handover), Ms(steps.Revoke), Ms(steps.Release));
             // The VM lives on the target now: its definition leaves this host, as with vMotion.
             await _host.DeleteAsync(vmName, CancellationToken.None);
             return new MigrationResult(final, handover);
         }
         finally
         {
+            vm.MigrationStatusChanged -= OnStatus;
             _outgoing.TryRemove(migrationId, out _);
         }
     }
@@ -184,10 +218,11 @@ public sealed class LiveMigrations
             throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
         }
         var loaded = clock.Elapsed;
-        await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
+        var (check, leases, cont) = await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
         _incoming.TryRemove(migrationId, out _);
-        _logger.LogInformation("Migration {Migration}: VM {Vm} runs on this host under its disk leases ({Loaded} ms to see the state loaded, {Resumed} ms to take the leases and resume)",
-            migrationId, name, (long)loaded.TotalMilliseconds, (long)(clock.Elapsed - loaded).TotalMilliseconds);
+        _logger.LogInformation(
+            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms, command queue and status check {Check} ms, take leases {Leases} ms, cont {Cont} ms",
+            migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leases - cont), Ms(leases), Ms(cont));
         return vm;
     }
 
@@ -216,6 +251,7 @@ public sealed class LiveMigrations
     {
         var ct = outgoing.Cancel.Token;
         ct.ThrowIfCancellationRequested();
+        var clock = Stopwatch.StartNew();
         await SetCapabilitiesAsync(qmp, [("events", true), ("auto-converge", policy.AutoConverge)], ct);
         await ConfigureTlsAsync(qmp, policy.Tls ? "client" : null, ct);
         var parameters = new Dictionary<string, object?>();
@@ -234,6 +270,7 @@ public sealed class LiveMigrations
         _logger.LogInformation("Migration {Migration}: VM {Vm} to {Uri} (TLS {Tls}, bandwidth {Bandwidth}, downtime limit {Downtime} ms, auto-converge {AutoConverge})",
             migrationId, vm.Name, targetUri, policy.Tls ? "on" : "off", policy.BandwidthBytesPerSecond, policy.DowntimeLimit.TotalMilliseconds, policy.AutoConverge);
         await qmp.ExecuteAsync("migrate", new { uri = targetUri }, ct: ct);
+        outgoing.Setup = clock.Elapsed;
 
         var lastTransferred = -1L;
         var lastGrowth = Stopwatch.GetTimestamp();
@@ -277,12 +314,34 @@ public sealed class LiveMigrations
     {
         var cancelled = false;
         var changed = new SemaphoreSlim(0);
-        void OnStatus(object? _, string status) => changed.Release();
+        var seen = new EventsSeen();
+        MigrationProgress? last = null;
+        void OnStatus(object? _, string status)
+        {
+            // A QEMU that arrived here by migration said "completed" for that incoming one long ago; only a
+            // "completed" after this migration's own setup/active events is this migration's completion.
+            if (status is "setup" or "active" or "pre-switchover" or "device")
+            {
+                seen.Own = true;
+            }
+            else if (status == "completed" && seen.Own)
+            {
+                seen.Completed = true;
+            }
+            changed.Release();
+        }
         vm.MigrationStatusChanged += OnStatus;
         try
         {
             while (true)
             {
+                if (outgoing && seen.Completed)
+                {
+                    // The source's completion as QEMU announced it (postmigrate: paused, disks flushed and inactive).
+                    // The handover starts now; the final figures are queried alongside (see MigrateOutAsync).
+                    return new MigrationProgress("completed", last?.TransferredBytes ?? 0, 0, last?.DirtyPagesRate ?? 0, last?.Iteration ?? 0,
+                        last?.TotalTime ?? TimeSpan.Zero, null, null);
+                }
                 var qmp = vm.Qmp ?? throw new MigrationException($"VM '{vm.Name}' lost its QEMU during the migration");
                 MigrationProgress sample;
                 try
@@ -298,7 +357,12 @@ public sealed class LiveMigrations
                 {
                     return sample;
                 }
-                onTick?.Invoke(sample);
+                if (!sample.IsTerminal)
+                {
+                    // A stale "completed" is not reported: a caller would take it for this migration's end.
+                    last = sample;
+                    onTick?.Invoke(sample);
+                }
                 if (ct.IsCancellationRequested && !cancelled)
                 {
                     if (onCancel is null)
@@ -321,6 +385,36 @@ public sealed class LiveMigrations
         {
             // Not disposed: an event raised concurrently with the unsubscription may still release it.
             vm.MigrationStatusChanged -= OnStatus;
+        }
+    }
+
+    /// <summary>
+    /// The source's query-migrate after completion (downtime, total time). QEMU computes them just after it announced
+    /// the completion and tells nobody when: asked again every few ms for up to a second (this runs beside the
+    /// handover, not before it); the event's sample if QEMU never gives them.
+    /// </summary>
+    private static async Task<MigrationProgress> FinalFiguresAsync(VirtualMachine vm, MigrationProgress fromEvent)
+    {
+        var until = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
+        try
+        {
+            while (true)
+            {
+                var sample = MigrationProgress.FromQueryMigrate(await (vm.Qmp ?? throw new QmpException("no QMP connection")).ExecuteAsync("query-migrate"));
+                if (sample is { Phase: "completed", HasSourceFigures: true })
+                {
+                    return sample;
+                }
+                if (Stopwatch.GetTimestamp() > until)
+                {
+                    return fromEvent;
+                }
+                await Task.Delay(2);
+            }
+        }
+        catch (QmpException)
+        {
+            return fromEvent;
         }
     }
 
@@ -409,12 +503,20 @@ public sealed class LiveMigrations
         }
     }
 
+    private static long Ms(TimeSpan t) => (long)t.TotalMilliseconds;
+
     private static void ValidateId(string migrationId)
     {
         if (string.IsNullOrWhiteSpace(migrationId) || migrationId.Length > 128 || migrationId.Any(c => char.IsControl(c) || c == '/'))
         {
             throw new MigrationException($"migration id '{migrationId}' is not valid: use 1-128 printable characters without '/'", MigrationErrorKind.InvalidArgument);
         }
+    }
+
+    private sealed class EventsSeen
+    {
+        public volatile bool Own;
+        public volatile bool Completed;
     }
 
     private sealed class Outgoing(string vm, CancellationTokenSource cancel)
@@ -424,5 +526,11 @@ public sealed class LiveMigrations
         public CancellationTokenSource Cancel { get; } = cancel;
 
         public string? Reason { get; set; }
+
+        /// <summary>From the start of the source's set-up to QEMU accepting <c>migrate</c>.</summary>
+        public TimeSpan Setup { get; set; }
+
+        /// <summary>Stopwatch timestamp of QEMU's MIGRATION "completed" event; 0 before.</summary>
+        public long CompletedEventAt;
     }
 }

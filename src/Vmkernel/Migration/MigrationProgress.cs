@@ -47,14 +47,15 @@ public sealed record MigrationProgress(
             info.TryGetProperty("downtime", out var d) && d.ValueKind == JsonValueKind.Number ? TimeSpan.FromMilliseconds(d.GetInt64()) : null,
             Str(info, "error-desc") is { Length: > 0 } err ? err : null)
         {
-            HasSourceFigures = info.ValueKind == JsonValueKind.Object && info.TryGetProperty("total-time", out _),
+            HasSourceFigures = info.ValueKind == JsonValueKind.Object && info.TryGetProperty("total-time", out var t) && t.ValueKind == JsonValueKind.Number && t.GetInt64() > 0,
         };
     }
 
     /// <summary>
     /// The sample carries the source side's figures (total-time). A QEMU that was itself the target of an earlier
     /// migration answers query-migrate with that incoming migration's "completed" until its own outgoing one has
-    /// left the "none" state, and without any of the source's figures.
+    /// left the "none" state, and without any of the source's figures. QEMU 7.2 also sets "completed" (and sends its
+    /// event) a moment before its migration thread computes total-time and downtime: until then they read 0.
     /// </summary>
     public bool HasSourceFigures { get; init; }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Vmk.Vmkernel.Qemu;
@@ -202,10 +203,12 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// Live migration, target side, once the migration stream is complete and the source released the disks:
     /// takes the leases (a failure leaves the guest paused and the disks untouched) and only then resumes.
     /// </summary>
-    internal async Task FinishIncomingAsync(string migrationId, TimeSpan leaseWait, CancellationToken ct)
+    internal async Task<(TimeSpan Check, TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, TimeSpan leaseWait, CancellationToken ct)
     {
+        (TimeSpan, TimeSpan, TimeSpan) timings = default;
         await RunCommandAsync(async () =>
         {
+            var clock = Stopwatch.StartNew();
             if (Migration != $"incoming:{migrationId}" || _qmp is null || State != VmState.Paused)
             {
                 throw new VmkernelException($"VM '{Name}' is {State} and not waiting for migration {migrationId} ({Migration ?? "no migration"})");
@@ -215,11 +218,15 @@ public sealed class VirtualMachine : IAsyncDisposable
             {
                 throw new VmkernelException($"VM '{Name}': the migration stream has not completed (QEMU is {qemuStatus}); the guest stays paused");
             }
+            var check = clock.Elapsed;
             await _runtime.Storage.TakeOverAsync(Name, leaseWait);
+            var leases = clock.Elapsed;
             await _qmp.ExecuteAsync("cont", ct: ct);
+            timings = (check, leases - check, clock.Elapsed - leases);
             Volatile.Write(ref _migration, null);
             SetStatus(VmState.Running, $"migrated in (migration {migrationId})", stopRequested: false);
         }, ct);
+        return timings;
     }
 
     /// <summary>
@@ -227,7 +234,8 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// held back. When it reports completion (a reason), the disks are revoked first (exports removed: no write
     /// from this QEMU reaches them any more; leases released) and QEMU, now in postmigrate, quits.
     /// </summary>
-    internal async Task<T> MigrateOutAsync<T>(string migrationId, Func<QmpClient, Task<T>> migrate, Func<T, string?> completed, Action revoked, CancellationToken ct)
+    internal async Task<T> MigrateOutAsync<T>(string migrationId, Func<QmpClient, Task<T>> migrate, Func<T, string?> completed,
+        Func<(TimeSpan Revoke, TimeSpan Release), Task> revoked, CancellationToken ct)
     {
         T result = default!;
         await RunCommandAsync(async () =>
@@ -249,9 +257,9 @@ public sealed class VirtualMachine : IAsyncDisposable
             {
                 return;
             }
-            await _runtime.Storage.DetachAsync(Name);
+            var handover = await _runtime.Storage.HandOverAsync(Name);
             // The target may take the leases from here on; this QEMU can no longer reach the disks.
-            revoked();
+            await revoked(handover);
             _exitReason = reason;
             SetStatus(VmState.Stopping, reason, stopRequested: true);
             // SIGKILL, not `quit`: the guest's state lives on the target now, and a QEMU whose NBD server went away
@@ -363,6 +371,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         _exitExpected = false;
         _guestPoweredOff = false;
         _exitReason = null;
+        var clock = Stopwatch.StartNew();
         IReadOnlyList<string> procs = [];
         if (_runtime.Cgroups is { } cgroups)
         {
@@ -374,10 +383,13 @@ public sealed class VirtualMachine : IAsyncDisposable
         var disks = incomingMigration is null
             ? await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait)
             : await _runtime.Storage.AttachIncomingAsync(Name, Spec.Disks);
+        var disksAt = clock.Elapsed;
         if (_runtime.Network is { } network)
         {
             await network.AttachAsync(Spec, ct); // QEMU opens the taps by name
         }
+        var networkAt = clock.Elapsed;
+        TimeSpan qmpAt = default, consoleAt = default;
         var argv = QemuCommandLine.Build(Spec with { StartPaused = true, Disks = disks }, Paths, _runtime.Qemu);
         if (incomingMigration is not null)
         {
@@ -391,8 +403,10 @@ public sealed class VirtualMachine : IAsyncDisposable
         try
         {
             _qmp = await ConnectQmpAsync(process, ct);
+            qmpAt = clock.Elapsed;
             _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
             await _console.ConnectAsync(ct);
+            consoleAt = clock.Elapsed;
             StartWatching();
             if (!Spec.StartPaused && incomingMigration is null)
             {
@@ -411,6 +425,11 @@ public sealed class VirtualMachine : IAsyncDisposable
             throw;
         }
         var qemuStatus = await _qmp.QueryStatusAsync();
+        // Where a start's time goes; at Information for an incoming migration, whose preparation is measured.
+        _logger.Log(incomingMigration is null ? LogLevel.Debug : LogLevel.Information,
+            "VM {Vm} started in {Total} ms: cgroup and disks {Disks} ms, network {Network} ms, QEMU exec to QMP connected {Qmp} ms, console {Console} ms",
+            Name, (long)clock.Elapsed.TotalMilliseconds, (long)disksAt.TotalMilliseconds, (long)(networkAt - disksAt).TotalMilliseconds,
+            (long)(qmpAt - networkAt).TotalMilliseconds, (long)(consoleAt - qmpAt).TotalMilliseconds);
         SetStatus(qemuStatus == "running" ? VmState.Running : VmState.Paused,
             incomingMigration is null ? $"QEMU pid {process.Pid} started ({qemuStatus})" : $"QEMU pid {process.Pid} waits for incoming migration {incomingMigration}",
             stopRequested: false);

@@ -45,6 +45,16 @@ public sealed class MigrationProgressTests
     }
 
     [Fact]
+    public void A_completion_whose_figures_qemu_has_not_computed_yet_has_none()
+    {
+        // QEMU 7.2 switches to "completed" (and sends the event) before its migration thread computes the times.
+        var p = Parse("""{"status":"completed","total-time":0,"downtime":0,"ram":{"transferred":9000000,"remaining":0,"dirty-sync-count":3}}""");
+
+        Assert.True(p.IsTerminal);
+        Assert.False(p.HasSourceFigures);
+    }
+
+    [Fact]
     public void A_failure_carries_qemus_reason()
     {
         var p = Parse("""{"status":"failed","error-desc":"Unable to write to socket: Connection reset by peer"}""");
