@@ -165,6 +165,14 @@ public sealed class OperatorControllers
                 Hosts.Enqueue(new ObjectKey(null, source));
             }
         };
+        VirtualMachines.ObjectChanged += (previous, current) =>
+        {
+            // A migration let the VM go (status-only, so the controller's own filter skips it): take it over where it now runs.
+            if (previous is not null && CustomObject.At(previous.Status, "migration") is not null && CustomObject.At(current.Status, "migration") is null)
+            {
+                VirtualMachines.Enqueue(ObjectKey.Of(current));
+            }
+        };
         VirtualMachines.ObjectDeleted += vm =>
         {
             Placement.Forget(ObjectKey.Of(vm));

@@ -28,6 +28,8 @@ public sealed class HostMaintenance(
     ILogger<HostMaintenance> logger)
 {
     public const string HostLabel = "vmkernel.io/evacuating-host";
+    /// <summary>Host annotation: spec.policy (JSON) of the migrations that evacuate it; absent: the CRD's defaults.</summary>
+    public const string PolicyAnnotation = "vmkernel.io/evacuation-policy";
     public static readonly TimeSpan RetryFailed = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan Poll = TimeSpan.FromSeconds(3);
 
@@ -114,6 +116,17 @@ public sealed class HostMaintenance(
             },
             ["spec"] = new JsonObject { ["vmName"] = vm.Name },
         };
+        if (host.Metadata.Annotations?.TryGetValue(PolicyAnnotation, out var policy) == true)
+        {
+            try
+            {
+                manifest["spec"]!["policy"] = JsonNode.Parse(policy);
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                await events.WarningAsync(host, "BadEvacuationPolicy", $"annotation {PolicyAnnotation} is not a JSON object ({e.Message}); the default policy is used", ct).ConfigureAwait(false);
+            }
+        }
         try
         {
             await client.CustomObjects.CreateNamespacedCustomObjectAsync(manifest, CustomObject.Group, CustomObject.Version, vm.Namespace ?? "default", MigrationObject.Plural,

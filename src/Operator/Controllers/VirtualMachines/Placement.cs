@@ -72,7 +72,7 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
 
     /// <summary>
     /// Where a running VM can live-migrate to: the same rules as initial placement over every host but the source
-    /// (an explicit target only has to fit; spec.placement.host, which pins where the VM starts, does not forbid it).
+    /// (spec.placement.host says where the VM starts; moving it is what a migration asks, so it does not forbid a target).
     /// </summary>
     public (string? Host, string Why) ChooseMigrationTarget(VmObject vm, string source, string? wanted)
     {
@@ -97,7 +97,7 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
             var bestScore = double.MaxValue;
             foreach (var host in candidates)
             {
-                var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score, ignorePinnedHost: wanted is not null);
+                var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score, ignorePinnedHost: true);
                 if (why is not null)
                 {
                     reasons.Add($"{host.Name}: {why}");
