@@ -60,7 +60,10 @@ public sealed class MigrationTests : IAsyncLifetime
         var seqOnA = console.Numbers("VMK-DISK-SEQ ", _a.Name);
         await console.WaitAsync(l => l.StartsWith("VMK-DISK-SEQ ", StringComparison.Ordinal), Boot, "a disk sequence number on host B", _b.Name);
 
-        await MigrateAsync("back-to-a", "traveller", null); // no target: placement picks the only other host
+        // Back through the CLI, without a target: placement picks the only other host.
+        var (exit, output) = await Run("dotnet", VmctlDll(), "migrate", "traveller", "-n", Ns, "--kubeconfig", _cluster.Api.Host.KubeconfigPath, "--no-tls");
+        Assert.True(exit == 0, output);
+        Assert.Contains("Succeeded, downtime ", output, StringComparison.Ordinal);
         console.Follow(_a);
         await Eventually.UntilAsync(() => _cluster.GetVmAsync(Ns, "traveller"), v => v?.AssignedHost == _a.Name && v.Phase == "Running", Move,
             "VM traveller Running on host A again", v => v?.Status?.ToJsonString());
@@ -90,7 +93,7 @@ public sealed class MigrationTests : IAsyncLifetime
         // What an administrator sees.
         var table = await Kubectl("get", "vmim", "-n", Ns);
         Assert.Matches(@"to-b\s+traveller\s+" + _a.Name + @"\s+" + _b.Name + @"\s+Succeeded\s+100", table);
-        Assert.Matches(@"back-to-a\s+traveller\s+" + _b.Name + @"\s+" + _a.Name + @"\s+Succeeded", table);
+        Assert.Matches(@"traveller-migration-\S+\s+traveller\s+" + _b.Name + @"\s+" + _a.Name + @"\s+Succeeded", table);
     }
 
     [Fact]
@@ -217,19 +220,47 @@ public sealed class MigrationTests : IAsyncLifetime
 
     private async Task<string> Kubectl(params string[] args)
     {
-        var psi = new System.Diagnostics.ProcessStartInfo("kubectl") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add("--kubeconfig");
-        psi.ArgumentList.Add(_cluster.Api.Host.KubeconfigPath);
+        var (exit, output) = await Run("kubectl", ["--kubeconfig", _cluster.Api.Host.KubeconfigPath, .. args]);
+        Assert.True(exit == 0, $"kubectl {string.Join(' ', args)}: {output}");
+        return output;
+    }
+
+    private static async Task<(int Exit, string Output)> Run(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
         }
         using var p = System.Diagnostics.Process.Start(psi)!;
-        var output = await p.StandardOutput.ReadToEndAsync();
-        var error = await p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        Assert.True(p.ExitCode == 0, $"kubectl {string.Join(' ', args)}: {error}");
-        return output;
+        var output = p.StandardOutput.ReadToEndAsync();
+        var error = p.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(Move);
+        try
+        {
+            await p.WaitForExitAsync(deadline.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true);
+            throw;
+        }
+        return (p.ExitCode, await output + await error);
+    }
+
+    /// <summary>vmctl from its own build output (the test project builds it without referencing it).</summary>
+    private static string VmctlDll()
+    {
+        var configuration = new DirectoryInfo(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)).Parent!.Name; // bin/<Configuration>/<tfm>
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "src", "Vmctl", "bin", configuration, "net10.0", "vmctl.dll");
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        throw new FileNotFoundException("vmctl.dll not found under src/Vmctl/bin: build src/Vmctl");
     }
 
     /// <summary>QEMU processes started by one host's daemon (its state directory is on their command line).</summary>
