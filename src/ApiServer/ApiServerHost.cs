@@ -63,7 +63,11 @@ public sealed class ApiServerHost : IAsyncDisposable
     {
         var logger = loggerFactory.CreateLogger("Vmk.ApiServer");
         Directory.CreateDirectory(options.DataDirectory);
-        var credentials = ServerCredentials.LoadOrCreate(options.DataDirectory);
+        if (options.AdditionalBindAddresses.Count > 0 && options.Port == 0)
+        {
+            throw new ArgumentException("Additional listen addresses need a fixed port: the port must be the same on every address.");
+        }
+        var credentials = ServerCredentials.LoadOrCreate(options.DataDirectory, options.AdditionalBindAddresses.Select(a => a.ToString()));
         var store = new ObjectStore(Path.Combine(options.DataDirectory, "state.db"), options.WatchLogCapacity, options.WatchQueueCapacity, options.DurableCommits);
         try
         {
@@ -136,6 +140,14 @@ public sealed class ApiServerHost : IAsyncDisposable
                 listen.Protocols = HttpProtocols.Http1AndHttp2;
                 listen.UseHttps(credentials.ServerCertificate);
             });
+            foreach (var extra in options.AdditionalBindAddresses)
+            {
+                k.Listen(extra, options.Port, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1AndHttp2;
+                    listen.UseHttps(credentials.ServerCertificate);
+                });
+            }
         });
         var app = builder.Build();
         app.Run(handler.HandleAsync);

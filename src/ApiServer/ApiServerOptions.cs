@@ -13,6 +13,12 @@ public sealed class ApiServerOptions
 
     public IPAddress BindAddress { get; init; } = IPAddress.Loopback;
 
+    /// <summary>
+    /// Further addresses to listen on, on the same port (which must then not be 0); the server certificate carries
+    /// them too. The standalone mode adds its fabric bridge's address so daemons in network namespaces reach it.
+    /// </summary>
+    public IReadOnlyList<IPAddress> AdditionalBindAddresses { get; init; } = [];
+
     /// <summary>CRD manifests (*.yaml) installed (created or updated) at start; null installs none.</summary>
     public string? CrdDirectory { get; init; }
 

@@ -53,11 +53,12 @@ public sealed class ServerCredentials
             File.WriteAllText(caCrt, ca.ExportCertificatePem());
         }
 
+        var wanted = extraNames?.ToList() ?? [];
         X509Certificate2? server = null;
         if (File.Exists(srvCrt) && File.Exists(srvKey))
         {
             server = X509Certificate2.CreateFromPemFile(srvCrt, srvKey);
-            if (server.NotAfter < DateTime.Now.AddDays(30) || server.Issuer != ca.Subject)
+            if (server.NotAfter < DateTime.Now.AddDays(30) || server.Issuer != ca.Subject || !CoversNames(server, wanted))
             {
                 server = null;
             }
@@ -70,7 +71,7 @@ public sealed class ServerCredentials
             san.AddDnsName("localhost");
             san.AddIpAddress(IPAddress.Loopback);
             san.AddIpAddress(IPAddress.IPv6Loopback);
-            foreach (var name in extraNames ?? [])
+            foreach (var name in wanted)
             {
                 if (IPAddress.TryParse(name, out var ip))
                 {
@@ -107,6 +108,19 @@ public sealed class ServerCredentials
             WriteSecret(tokenPath, token + "\n");
         }
         return new ServerCredentials(ca, server, token);
+    }
+
+    /// <summary>An existing certificate is kept only when it already names every address asked for (a new fabric address re-issues it).</summary>
+    private static bool CoversNames(X509Certificate2 certificate, IReadOnlyList<string> names)
+    {
+        var san = certificate.Extensions.OfType<X509SubjectAlternativeNameExtension>().FirstOrDefault();
+        if (san is null)
+        {
+            return names.Count == 0;
+        }
+        var ips = san.EnumerateIPAddresses().ToHashSet();
+        var dns = san.EnumerateDnsNames().ToHashSet(StringComparer.OrdinalIgnoreCase);
+        return names.All(n => IPAddress.TryParse(n, out var ip) ? ips.Contains(ip) : dns.Contains(n));
     }
 
     private static void WriteSecret(string path, string content)

@@ -56,6 +56,10 @@ public sealed class VmOwnerStore
     public void Remove(string vm)
     {
         _owners.TryRemove(vm, out _);
-        File.Delete(Path.Combine(_directory, vm + ".json"));
+        var path = Path.Combine(_directory, vm + ".json");
+        if (File.Exists(path)) // a host that never recorded an owner has no directory, and File.Delete throws for that
+        {
+            File.Delete(path);
+        }
     }
 }

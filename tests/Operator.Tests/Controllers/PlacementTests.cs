@@ -105,4 +105,36 @@ public sealed class PlacementTests
         Assert.Equal("ns.vm.data", VmNames.DiskName("ns", "vm", "data"));
         Assert.Matches("^52:54:00(:[0-9a-f]{2}){3}$", VmNames.Mac("ns", "vm", "eth0"));
     }
+
+    [Fact]
+    public void A_new_vm_waits_for_a_host_still_mounting_its_datastore_and_an_old_one_does_not()
+    {
+        AddHost("h-a");
+        AddHost("h-b");
+        var mountedOnB = false;
+        var placement = NewPlacement((_, host) => host == "h-a" || mountedOnB);
+        VirtualMachine WithDisk(string name, DateTime created)
+        {
+            var vm = Vm(name);
+            vm.Spec!["disks"] = new JsonArray(new JsonObject { ["name"] = "d", ["datastore"] = "ds1", ["size"] = "64Mi" });
+            vm.Metadata.CreationTimestamp = created;
+            return vm;
+        }
+
+        // Applied together with the Datastore: h-b has not mounted it yet, so the VM does not pile onto h-a.
+        var (host, why) = placement.Choose(WithDisk("fresh", DateTime.UtcNow), out var settling);
+        Assert.Null(host);
+        Assert.True(settling);
+        Assert.Contains("h-b", why, StringComparison.Ordinal);
+
+        // Once h-b has it, both hosts compete as usual.
+        mountedOnB = true;
+        Assert.Equal("h-a", placement.Choose(WithDisk("fresh", DateTime.UtcNow), out settling).Host);
+        Assert.False(settling);
+
+        // A VM that has waited long enough is placed on what fits, not held back forever by a host that never mounts.
+        mountedOnB = false;
+        Assert.Equal("h-a", placement.Choose(WithDisk("old", DateTime.UtcNow - Placement.SettleTime - TimeSpan.FromSeconds(1)), out settling).Host);
+        Assert.False(settling);
+    }
 }

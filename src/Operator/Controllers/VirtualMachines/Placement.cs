@@ -13,15 +13,28 @@ namespace Vmk.Operator.Controllers.VirtualMachines;
 /// those, the one with the least configured load (vCPUs and memory of the VMs placed there, relative to the
 /// host's size) wins; ties go by name. Decisions not yet visible in the cache are remembered ("assumed", as
 /// kube-scheduler does), so two VMs placed at once never both count on the same free capacity.
+/// A VM created moments ago waits (<see cref="SettleTime"/> at most) while a Ready host lacks only one of its
+/// datastores or port groups: applying a Datastore, a PortGroup and VMs in one `kubectl apply` would otherwise
+/// put every VM on whichever host finished mounting first.
 /// </summary>
 public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> vms, Func<string, string, bool> datastoreMounted, Func<string, string, bool> portGroupRealized)
 {
+    /// <summary>How long a new VM waits for hosts that are still mounting its datastores or realizing its port groups.</summary>
+    public static readonly TimeSpan SettleTime = TimeSpan.FromSeconds(20);
+
     private readonly Lock _gate = new();
     private readonly Dictionary<ObjectKey, Assumed> _assumed = [];
 
     /// <summary>The chosen host, or null and one line per host saying why it does not fit.</summary>
-    public (string? Host, string Why) Choose(VmObject vm)
+    public (string? Host, string Why) Choose(VmObject vm) => Choose(vm, out _);
+
+    /// <summary>
+    /// As <see cref="Choose(VmObject)"/>; <paramref name="settling"/> is true when no host was chosen only because
+    /// the VM is new and some host is still getting its datastores or port groups (ask again in a moment).
+    /// </summary>
+    public (string? Host, string Why) Choose(VmObject vm, out bool settling)
     {
+        settling = false;
         var key = ObjectKey.Of(vm);
         lock (_gate)
         {
@@ -48,12 +61,17 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
             {
                 return (null, "no Host exists: no vmkerneld has registered with the cluster");
             }
+            var gettingReady = new List<string>();
             foreach (var host in candidates)
             {
                 var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score);
                 if (why is not null)
                 {
                     reasons.Add($"{host.Name}: {why}");
+                    if (why.EndsWith(" is not mounted", StringComparison.Ordinal) || why.EndsWith(" is not realized", StringComparison.Ordinal))
+                    {
+                        gettingReady.Add(host.Name);
+                    }
                 }
                 else if (score < bestScore)
                 {
@@ -64,6 +82,12 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
             if (best is null)
             {
                 return (null, string.Join("; ", reasons));
+            }
+            var age = DateTimeOffset.UtcNow - (vm.Metadata.CreationTimestamp is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : DateTimeOffset.MinValue);
+            if (gettingReady.Count > 0 && age < SettleTime)
+            {
+                settling = true;
+                return (null, $"waiting up to {SettleTime.TotalSeconds:F0} s for {string.Join(", ", gettingReady)} to get this VM's datastores and port groups");
             }
             _assumed[key] = new Assumed(best, vm.CpuReservationMillicores, vm.MemoryReservationBytes, vm.VcpuMillicores, vm.MemoryBytes);
             return (best, "");

@@ -79,7 +79,12 @@ public sealed class VirtualMachineReconciler(
                 await WriteAsync(vm, "Pending", null, false, invalid.Reason, invalid.Message, ct, null).ConfigureAwait(false);
                 return ReconcileResult.RequeueAfter(RetryUnsatisfiable);
             }
-            var (chosen, why) = placement.Choose(vm);
+            var (chosen, why) = placement.Choose(vm, out var settling);
+            if (settling)
+            {
+                // Datastore and PortGroup changes requeue every VM; the delay only bounds the wait.
+                return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(2));
+            }
             if (chosen is null)
             {
                 await WriteAsync(vm, "Pending", null, false, "Unschedulable",

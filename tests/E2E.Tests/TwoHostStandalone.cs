@@ -1,0 +1,3 @@
+namespace Vmk.E2E.Tests;
+
+public sealed class TwoHostStandalone() : StandaloneFixture(2);
