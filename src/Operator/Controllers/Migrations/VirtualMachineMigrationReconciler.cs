@@ -576,7 +576,7 @@ public sealed class VirtualMachineMigrationReconciler(
         }
     }
 
-    private static string Now() => DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.ffZ", CultureInfo.InvariantCulture);
+    private static string Now() => DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
 
     private static string Mi(long bytes) => (bytes >> 20).ToString(CultureInfo.InvariantCulture) + " MiB";
 
