@@ -5,6 +5,7 @@ using Vmk.Operator.Apis.V1Alpha1;
 using Vmk.Operator.Controllers.Common;
 using Vmk.Operator.Controllers.Datastores;
 using Vmk.Operator.Controllers.Hosts;
+using Vmk.Operator.Controllers.Migrations;
 using Vmk.Operator.Controllers.PortGroups;
 using Vmk.Operator.Controllers.VirtualMachines;
 using Vmk.Operator.NodeClients;
@@ -41,7 +42,10 @@ public sealed class OperatorControllers
         Controller<Apis.V1Alpha1.VirtualMachine>? vmsController = null;
         Directory = new HostDirectory(() => hostsController?.Cache);
 
-        HostReconciler = new HostReconciler(status, events, hostGrace, loggerFactory.CreateLogger<HostReconciler>());
+        var migrationApi = new CustomResourceApi<VirtualMachineMigration>(client, CustomObject.Group, CustomObject.Version, VirtualMachineMigration.Plural);
+        Controller<VirtualMachineMigration>? migrationsController = null;
+        var maintenance = new HostMaintenance(client, () => vmsController?.Cache, () => migrationsController?.Cache, status, events, loggerFactory.CreateLogger<HostMaintenance>());
+        HostReconciler = new HostReconciler(status, events, hostGrace, loggerFactory.CreateLogger<HostReconciler>(), maintenance);
         hostsController = new Controller<HostObject>("host", hostApi, HostReconciler, new ControllerOptions { Workers = 1 }, metrics, loggerFactory);
         datastoresController = new Controller<Apis.V1Alpha1.Datastore>("datastore", datastoreApi,
             new DatastoreReconciler(datastoreApi, Directory, daemons, status, events, loggerFactory.CreateLogger<DatastoreReconciler>()), options, metrics, loggerFactory);
@@ -53,6 +57,11 @@ public sealed class OperatorControllers
         vmReconciler = new VirtualMachineReconciler(vmApi, Directory, () => datastoresController.Cache, () => portGroupsController.Cache, Placement, daemons, status, events,
             loggerFactory.CreateLogger<VirtualMachineReconciler>());
         vmsController = new Controller<Apis.V1Alpha1.VirtualMachine>("virtualmachine", vmApi, vmReconciler, options, metrics, loggerFactory);
+        MigrationMetrics = new MigrationMetrics(registry ?? Prometheus.Metrics.DefaultRegistry);
+        migrationsController = new Controller<VirtualMachineMigration>("virtualmachinemigration", migrationApi,
+            new VirtualMachineMigrationReconciler(migrationApi, () => migrationsController?.Cache, () => vmsController?.Cache, Directory, Placement, daemons, status, events,
+                MigrationMetrics, key => migrationsController?.Enqueue(key), loggerFactory.CreateLogger<VirtualMachineMigrationReconciler>()), options, metrics, loggerFactory);
+        Migrations = migrationsController;
         Watcher = new DaemonVmWatcher(Directory, daemons, vmsController.Enqueue, loggerFactory.CreateLogger<DaemonVmWatcher>());
 
         Hosts = hostsController;
@@ -63,7 +72,7 @@ public sealed class OperatorControllers
         Wire(daemons);
 
         // The registration list: everything that runs while this replica leads.
-        All = [Hosts, Datastores, PortGroups, VirtualMachines, Watcher];
+        All = [Hosts, Datastores, PortGroups, VirtualMachines, Migrations, Watcher];
     }
 
     public IReadOnlyList<IController> All { get; }
@@ -76,6 +85,10 @@ public sealed class OperatorControllers
 
     public Controller<Apis.V1Alpha1.VirtualMachine> VirtualMachines { get; }
 
+    public Controller<VirtualMachineMigration> Migrations { get; }
+
+    public MigrationMetrics MigrationMetrics { get; }
+
     public DaemonVmWatcher Watcher { get; }
 
     public HostDirectory Directory { get; }
@@ -87,8 +100,9 @@ public sealed class OperatorControllers
     public OperatorMetrics Metrics { get; }
 
     /// <summary>True once every informer of the current run has listed (false while not running).</summary>
-    public bool Synced => new IController[] { Hosts, Datastores, PortGroups, VirtualMachines }.All(c => c switch
+    public bool Synced => new IController[] { Hosts, Datastores, PortGroups, VirtualMachines, Migrations }.All(c => c switch
     {
+        Controller<VirtualMachineMigration> m => m.Informer?.HasSynced == true,
         Controller<HostObject> h => h.Informer?.HasSynced == true,
         Controller<Apis.V1Alpha1.Datastore> d => d.Informer?.HasSynced == true,
         Controller<Apis.V1Alpha1.PortGroup> p => p.Informer?.HasSynced == true,
@@ -134,6 +148,29 @@ public sealed class OperatorControllers
             if (previous is null || !previous.RealizedHosts.SetEquals(current.RealizedHosts))
             {
                 VirtualMachines.EnqueueAll(vm => vm.AssignedHost is null && vm.PortGroups.Contains(current.Name));
+            }
+        };
+        Hosts.ObjectChanged += (previous, current) =>
+        {
+            if (previous is not null && CustomObject.Bool(previous.Spec, false, "maintenance") != CustomObject.Bool(current.Spec, false, "maintenance"))
+            {
+                Hosts.Enqueue(ObjectKey.Of(current));
+            }
+        };
+        Migrations.ObjectChanged += (previous, current) =>
+        {
+            // A migration started or ended: the source host's evacuation (if any) moves on.
+            if (previous?.Phase != current.Phase && CustomObject.Str(current.Status, "sourceHost") is { } source)
+            {
+                Hosts.Enqueue(new ObjectKey(null, source));
+            }
+        };
+        VirtualMachines.ObjectChanged += (previous, current) =>
+        {
+            // A migration let the VM go (status-only, so the controller's own filter skips it): take it over where it now runs.
+            if (previous is not null && CustomObject.At(previous.Status, "migration") is not null && CustomObject.At(current.Status, "migration") is null)
+            {
+                VirtualMachines.Enqueue(ObjectKey.Of(current));
             }
         };
         VirtualMachines.ObjectDeleted += vm =>

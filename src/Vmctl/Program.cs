@@ -7,4 +7,5 @@ root.Subcommands.Add(DsCommands.Create());
 root.Subcommands.Add(DiskCommands.Create());
 root.Subcommands.Add(StandaloneCommand.Create());
 root.Subcommands.Add(NetCommands.Create());
+root.Subcommands.Add(MigrateCommands.Create());
 return await root.Parse(args).InvokeAsync();

@@ -39,8 +39,12 @@ public sealed class Host : CustomObject
 
     public double? HeartbeatAgeSeconds(DateTimeOffset now) => Heartbeat is { } t ? Math.Max(0, (now - t).TotalSeconds) : null;
 
-    /// <summary>Ready as the daemon reported and the operator judged it (phase Ready).</summary>
-    public bool IsReady => Phase == "Ready" && Endpoint is not null;
+    /// <summary>
+    /// Ready as the daemon reported and the operator judged it: phase Ready, or a maintenance phase (which the
+    /// daemon keeps) while its Ready condition holds: a host being evacuated must still be reachable.
+    /// </summary>
+    public bool IsReady => Endpoint is not null && (Phase == "Ready"
+        || (Phase is "EnteringMaintenance" or "Maintenance" && Str(Array(Status, "conditions").FirstOrDefault(c => Str(c, "type") == "Ready"), "status") == "True"));
 
     public long AllocatableCpuMillicores => Quantity(Status, true, "allocatable", "cpu") ?? 0;
 

@@ -15,7 +15,8 @@ namespace Vmk.Operator.Controllers.Hosts;
 /// its heartbeat would go stale: the one deliberate timer of this controller (one reconcile per host per grace
 /// period, independent of the number of VMs).
 /// </summary>
-public sealed class HostReconciler(StatusWriter status, EventRecorder events, TimeSpan grace, ILogger<HostReconciler> logger) : IReconciler<HostObject>
+public sealed class HostReconciler(StatusWriter status, EventRecorder events, TimeSpan grace, ILogger<HostReconciler> logger,
+    Migrations.HostMaintenance? maintenance = null) : IReconciler<HostObject>
 {
     public const string StaleReason = "HeartbeatStale";
 
@@ -25,9 +26,12 @@ public sealed class HostReconciler(StatusWriter status, EventRecorder events, Ti
     {
         var now = DateTimeOffset.UtcNow;
         var age = host.HeartbeatAgeSeconds(now);
+        // Maintenance (spec.maintenance) polls while VMs are being moved off: the other timer of this controller.
+        var evacuation = maintenance is null ? null : await maintenance.ReconcileAsync(host, ct).ConfigureAwait(false);
         if (age is { } a && a <= grace.TotalSeconds)
         {
-            return ReconcileResult.RequeueAfter(grace - TimeSpan.FromSeconds(a) + TimeSpan.FromSeconds(1));
+            var next = grace - TimeSpan.FromSeconds(a) + TimeSpan.FromSeconds(1);
+            return ReconcileResult.RequeueAfter(evacuation is { } e && e < next ? e : next);
         }
         if (host.Phase is "NotReady" or "Maintenance" or "EnteringMaintenance" && Conditions.Get(host.Status, "Ready") is { } ready
             && CustomObject(ready, "reason") == StaleReason)

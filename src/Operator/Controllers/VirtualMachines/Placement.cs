@@ -94,6 +94,48 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
         }
     }
 
+    /// <summary>
+    /// Where a running VM can live-migrate to: the same rules as initial placement over every host but the source
+    /// (spec.placement.host says where the VM starts; moving it is what a migration asks, so it does not forbid a target).
+    /// </summary>
+    public (string? Host, string Why) ChooseMigrationTarget(VmObject vm, string source, string? wanted)
+    {
+        var key = ObjectKey.Of(vm);
+        lock (_gate)
+        {
+            var all = vms()?.List() ?? [];
+            var placed = all.Where(v => v.AssignedHost is not null && ObjectKey.Of(v) != key)
+                .Select(v => new Assumed(v.AssignedHost!, v.CpuReservationMillicores, v.MemoryReservationBytes, v.VcpuMillicores, v.MemoryBytes))
+                .Concat(_assumed.Where(kv => kv.Key != key).Select(kv => kv.Value)).ToList();
+            if (wanted == source)
+            {
+                return (null, $"it is the host the VM runs on");
+            }
+            var candidates = hosts.All.Where(h => h.Name != source && (wanted is null || h.Name == wanted)).OrderBy(h => h.Name, StringComparer.Ordinal).ToList();
+            if (candidates.Count == 0)
+            {
+                return (null, wanted is null ? $"no Host other than {source} exists" : $"Host {wanted} does not exist");
+            }
+            var reasons = new List<string>();
+            string? best = null;
+            var bestScore = double.MaxValue;
+            foreach (var host in candidates)
+            {
+                var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score, ignorePinnedHost: true);
+                if (why is not null)
+                {
+                    reasons.Add($"{host.Name}: {why}");
+                }
+                else if (score < bestScore)
+                {
+                    best = host.Name;
+                    bestScore = score;
+                }
+            }
+            return best is null ? (null, string.Join("; ", reasons)) : (best, "");
+        }
+    }
+
     /// <summary>Forgets an assumption (the VM was deleted, or its status.host write failed).</summary>
     public void Forget(ObjectKey key)
     {
@@ -103,7 +145,7 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
         }
     }
 
-    private string? Unfit(VmObject vm, Host host, List<Assumed> onHost, out double score)
+    private string? Unfit(VmObject vm, Host host, List<Assumed> onHost, out double score, bool ignorePinnedHost = false)
     {
         score = 0;
         if (!host.IsReady)
@@ -115,7 +157,7 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
             return "unschedulable or in maintenance";
         }
         var wanted = CustomObject.Str(vm.Spec, "placement", "host");
-        if (!string.IsNullOrEmpty(wanted) && wanted != host.Name)
+        if (!ignorePinnedHost && !string.IsNullOrEmpty(wanted) && wanted != host.Name)
         {
             return $"spec.placement.host is {wanted}";
         }

@@ -59,6 +59,14 @@ public sealed class VirtualMachineReconciler(
         }
         vm = step.Object;
 
+        if (CustomObject.Str(vm.Status, "migration", "name") is { Length: > 0 })
+        {
+            // A VirtualMachineMigration owns the VM until it ends (it then moves status.host and clears this): a pass
+            // now could define or start the guest on the host that is handing it over.
+            await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["phase"] = "Migrating" }, ct).ConfigureAwait(false);
+            return ReconcileResult.Done;
+        }
+
         var hostName = vm.AssignedHost;
         if (hostName is null)
         {

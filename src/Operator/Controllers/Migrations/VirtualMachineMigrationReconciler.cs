@@ -1,0 +1,634 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Vmk.NodeDaemon.Protos;
+using Vmk.Operator.Apis.V1Alpha1;
+using Vmk.Operator.Controllers.Common;
+using Vmk.Operator.Controllers.VirtualMachines;
+using Vmk.Operator.NodeClients;
+using Vmk.Operator.Runtime.Informer;
+using Vmk.Operator.Runtime.Reconcile;
+using MigrationObject = Vmk.Operator.Apis.V1Alpha1.VirtualMachineMigration;
+using VmObject = Vmk.Operator.Apis.V1Alpha1.VirtualMachine;
+
+namespace Vmk.Operator.Controllers.Migrations;
+
+/// <summary>
+/// Drives a VirtualMachineMigration through the daemons' protocol (docs/migration.md): admission against the limits
+/// (2 outgoing per source host, 5 in the cluster, the rest queued in creation order), target choice (spec.targetHost
+/// or placement's best host other than the source), then PrepareIncoming on the target, MigrateOut on the source
+/// (progress into status at most once a second) and FinishIncoming on the target. The transfer runs in a task of
+/// its own so a worker is never held for the length of a migration; the reconciler only starts, cancels or
+/// recovers it. While it runs the VirtualMachine's status.migration names it, which keeps the VM reconciler's
+/// hands off; at the end status.host moves to the target in the same patch that clears status.migration.
+/// A finished migration is never re-run. One found active with no task here (this operator restarted) is
+/// settled from what both daemons report: completed there means finish it, anything else means cancel it.
+/// </summary>
+public sealed class VirtualMachineMigrationReconciler(
+    IResourceApi<MigrationObject> api,
+    Func<ObjectCache<MigrationObject>?> migrations,
+    Func<ObjectCache<VmObject>?> vms,
+    HostDirectory hosts,
+    Placement placement,
+    DaemonConnectionPool daemons,
+    StatusWriter status,
+    EventRecorder events,
+    MigrationMetrics metrics,
+    Action<ObjectKey> requeue,
+    ILogger<VirtualMachineMigrationReconciler> logger) : IReconciler<MigrationObject>
+{
+    public const string Finalizer = "vmkernel.io/virtualmachinemigration";
+    public const int PerHostLimit = 2;
+    public const int ClusterLimit = 5;
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
+    /// <summary>No message at all from MigrateOut for this long (target or network gone quiet): give up.</summary>
+    private static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(MigrationPolicies.NoProgressTimeoutSeconds + 15);
+
+    private readonly ConcurrentDictionary<ObjectKey, Running> _running = new();
+    private readonly Lock _admission = new();
+
+    public async Task<ReconcileResult> ReconcileAsync(MigrationObject m, CancellationToken ct)
+    {
+        var key = ObjectKey.Of(m);
+        if (Finalizers.IsBeingDeleted(m))
+        {
+            if (Finalizers.Has(m, Finalizer))
+            {
+                if (_running.TryGetValue(key, out var run))
+                {
+                    run.Cancel("VirtualMachineMigration deleted");
+                    await run.Task.WaitAsync(TimeSpan.FromSeconds(90), ct).ConfigureAwait(false);
+                }
+                else if (m.IsActive)
+                {
+                    await SettleOrphanAsync(m, "the VirtualMachineMigration was deleted", ct).ConfigureAwait(false);
+                }
+                await Finalizers.RemoveAsync(api, m, Finalizer, ct).ConfigureAwait(false);
+            }
+            return ReconcileResult.Done;
+        }
+        if (m.IsFinished || _running.ContainsKey(key))
+        {
+            return ReconcileResult.Done;
+        }
+        if (m.IsActive)
+        {
+            await SettleOrphanAsync(m, "the operator restarted while it ran", ct).ConfigureAwait(false);
+            return ReconcileResult.Done;
+        }
+
+        var vm = vms()?.Get(m.Namespace, m.VmName);
+        if (vm is null)
+        {
+            return await FailAsync(m, "VmNotFound", $"VirtualMachine {m.VmName} does not exist in namespace {m.Namespace}", ct).ConfigureAwait(false);
+        }
+        var source = vm.AssignedHost;
+        if (source is null || vm.Phase is not ("Running" or "Migrating"))
+        {
+            return await FailAsync(m, "VmNotRunning", $"VirtualMachine {m.VmName} is {vm.Phase ?? "not placed"}{(source is null ? "" : " on host " + source)}: only a running VM can be live-migrated", ct).ConfigureAwait(false);
+        }
+        var owner = CustomObject.Str(vm.Status, "migration", "name");
+        if (owner is not null && owner != m.Name && migrations()?.Get(m.Namespace, owner) is { IsFinished: false })
+        {
+            return await QueueAsync(m, $"VirtualMachine {m.VmName} is being migrated by {owner}; this one waits for it", ct).ConfigureAwait(false);
+        }
+
+        string? target;
+        lock (_admission)
+        {
+            if (Blocked(m, key) is { } why)
+            {
+                target = null;
+                source = why;
+            }
+            else
+            {
+                var (chosen, unfit) = placement.ChooseMigrationTarget(vm, source, m.TargetHost);
+                target = chosen;
+                if (chosen is null)
+                {
+                    source = "!" + unfit;
+                }
+                else
+                {
+                    // Reserved before any await: a second migration admitted at once sees this one counted.
+                    _running[key] = new Running(source, chosen);
+                }
+            }
+        }
+        if (target is null)
+        {
+            if (source.StartsWith('!'))
+            {
+                var text = m.TargetHost is null ? "no host can take the VM: " + source[1..] : $"host {m.TargetHost} cannot take the VM: {source[1..]}";
+                return await FailAsync(m, "NoTarget", text, ct).ConfigureAwait(false);
+            }
+            return await QueueAsync(m, source, ct).ConfigureAwait(false);
+        }
+
+        var running = _running[key];
+        try
+        {
+            m = await Finalizers.AddAsync(api, m, Finalizer, ct).ConfigureAwait(false);
+            m = await status.PatchAsync(m, MigrationObject.Plural, new JsonObject
+            {
+                ["phase"] = "Scheduling",
+                ["sourceHost"] = running.Source,
+                ["targetHost"] = running.Target,
+                ["startTime"] = Now(),
+                ["message"] = $"migrating {m.VmName} from {running.Source} to {running.Target}",
+                ["observedGeneration"] = m.Metadata.Generation ?? 0,
+            }, ct).ConfigureAwait(false);
+            await MarkVmAsync(vm, m.Name, "Scheduling", CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            _running.TryRemove(key, out _);
+            throw;
+        }
+        await events.NormalAsync(m, "Scheduled", $"migrating {m.VmName} from host {running.Source} to host {running.Target}", ct).ConfigureAwait(false);
+        metrics.InProgress.Inc();
+        running.Task = Task.Run(() => RunAsync(m, running));
+        return ReconcileResult.Done;
+    }
+
+    /// <summary>Why this queued migration may not start yet (null: it may): FIFO over the queued ones under both limits.</summary>
+    private string? Blocked(MigrationObject me, ObjectKey myKey)
+    {
+        var all = migrations()?.List() ?? [];
+        var perHost = new Dictionary<string, int>(StringComparer.Ordinal);
+        var active = new HashSet<ObjectKey>();
+        foreach (var (k, r) in _running)
+        {
+            active.Add(k);
+            perHost[r.Source] = perHost.GetValueOrDefault(r.Source) + 1;
+        }
+        foreach (var other in all.Where(o => o.IsActive && !active.Contains(ObjectKey.Of(o))))
+        {
+            active.Add(ObjectKey.Of(other));
+            if (CustomObject.Str(other.Status, "sourceHost") is { } s)
+            {
+                perHost[s] = perHost.GetValueOrDefault(s) + 1;
+            }
+        }
+        var total = active.Count;
+        var queued = all.Where(o => o.IsQueued && !Finalizers.IsBeingDeleted(o))
+            .OrderBy(o => o.Metadata.CreationTimestamp ?? DateTime.MaxValue).ThenBy(o => o.Namespace, StringComparer.Ordinal).ThenBy(o => o.Name, StringComparer.Ordinal);
+        foreach (var q in queued)
+        {
+            var isMe = ObjectKey.Of(q) == myKey;
+            var host = vms()?.Get(q.Namespace, q.VmName)?.AssignedHost;
+            if (host is null)
+            {
+                if (isMe)
+                {
+                    break;
+                }
+                continue; // it fails on its own reconcile without taking a slot
+            }
+            if (total >= ClusterLimit)
+            {
+                return $"queued: {total} migrations run in the cluster (limit {ClusterLimit})";
+            }
+            if (perHost.GetValueOrDefault(host) >= PerHostLimit)
+            {
+                if (isMe)
+                {
+                    return $"queued: {perHost[host]} outgoing migrations run from host {host} (limit {PerHostLimit})";
+                }
+                continue;
+            }
+            if (isMe)
+            {
+                return null;
+            }
+            total++;
+            perHost[host] = perHost.GetValueOrDefault(host) + 1;
+        }
+        return total >= ClusterLimit ? $"queued: {total} migrations run in the cluster (limit {ClusterLimit})" : null;
+    }
+
+    private async Task RunAsync(MigrationObject m, Running run)
+    {
+        var key = ObjectKey.Of(m);
+        var ns = m.Namespace ?? "default";
+        var vmName = VmNames.DaemonName(ns, m.VmName);
+        var id = m.Metadata.Uid ?? Guid.NewGuid().ToString("N");
+        var policy = MigrationPolicies.Build(m);
+        var started = DateTimeOffset.UtcNow;
+        var ct = run.Token;
+        string result = "failed";
+        try
+        {
+            var sourceHost = hosts.Get(run.Source);
+            var targetHost = hosts.Get(run.Target);
+            if (sourceHost?.Endpoint is null || targetHost?.Endpoint is null)
+            {
+                throw new MigrationFailure("HostGone", $"host {(sourceHost?.Endpoint is null ? run.Source : run.Target)} is gone or has no endpoint");
+            }
+            var sourceApi = new MigrationService.MigrationServiceClient(daemons.Channel(sourceHost.Name, sourceHost.Endpoint));
+            var targetApi = new MigrationService.MigrationServiceClient(daemons.Channel(targetHost.Name, targetHost.Endpoint));
+            run.SourceApi = sourceApi;
+            run.TargetApi = targetApi;
+            run.Id = id;
+            run.VmName = vmName;
+
+            var vm = vms()?.Get(m.Namespace, m.VmName) ?? throw new MigrationFailure("VmNotFound", $"VirtualMachine {m.VmName} was deleted");
+            m = await PhaseAsync(m, "Preparing", $"preparing host {run.Target} to receive {m.VmName}", null).ConfigureAwait(false);
+            await MarkVmAsync(vm, m.Name, "Preparing", CancellationToken.None).ConfigureAwait(false);
+            PrepareIncomingResponse prepared;
+            try
+            {
+                prepared = await targetApi.PrepareIncomingAsync(new PrepareIncomingRequest { MigrationId = id, Spec = VmSpecBuilder.Build(vm), Policy = policy },
+                    deadline: Rpc.Deadline(120), cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                throw new MigrationFailure("PrepareFailed", $"host {run.Target} could not prepare the VM: {Rpc.Describe(e)}");
+            }
+            run.Prepared = true;
+
+            m = await PhaseAsync(m, "Running", $"sending {m.VmName}'s memory to host {run.Target}", null).ConfigureAwait(false);
+            await MarkVmAsync(vm, m.Name, "Running", CancellationToken.None).ConfigureAwait(false);
+            MigrationProgress? last = null;
+            var lastWrite = DateTimeOffset.MinValue;
+            using (var stall = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            {
+                stall.CancelAfter(StallTimeout);
+                try
+                {
+                    using var call = sourceApi.MigrateOut(new MigrateOutRequest { MigrationId = id, Vm = vmName, TargetUri = prepared.IncomingUri, Policy = policy },
+                        cancellationToken: stall.Token);
+                    await foreach (var p in call.ResponseStream.ReadAllAsync(stall.Token).ConfigureAwait(false))
+                    {
+                        stall.CancelAfter(StallTimeout);
+                        last = p;
+                        if (p.Phase == "completed")
+                        {
+                            break;
+                        }
+                        var switchover = p.Phase == "device";
+                        if (switchover || DateTimeOffset.UtcNow - lastWrite >= ProgressInterval)
+                        {
+                            lastWrite = DateTimeOffset.UtcNow;
+                            m = await PhaseAsync(m, switchover ? "Switchover" : "Running", switchover ? "switching over: the guest is paused on the source" : $"sending {m.VmName}'s memory to host {run.Target}",
+                                Progress(vm, p)).ConfigureAwait(false);
+                        }
+                    }
+                }
+                catch (Exception e) when (e is RpcException or OperationCanceledException && !ct.IsCancellationRequested)
+                {
+                    if (stall.IsCancellationRequested)
+                    {
+                        throw new MigrationFailure("NoProgress", $"host {run.Source} reported no progress for {StallTimeout.TotalSeconds:0} s");
+                    }
+                    throw new MigrationFailure(e is RpcException { StatusCode: StatusCode.Aborted } ? "Aborted" : "TransferFailed",
+                        $"the transfer from host {run.Source} failed: {Rpc.Describe(e)}");
+                }
+            }
+            if (last?.Phase != "completed")
+            {
+                ct.ThrowIfCancellationRequested();
+                throw new MigrationFailure("TransferFailed", $"host {run.Source} ended the transfer without completing it (last phase {last?.Phase ?? "none"})");
+            }
+            // From here on the source has given the VM up: only moving forward is safe, whatever happens to this operator.
+            run.Completed = true;
+            Vm? resumed = null;
+            Exception? finishError = null;
+            for (var attempt = 0; attempt < 3 && resumed is null; attempt++)
+            {
+                try
+                {
+                    resumed = await targetApi.FinishIncomingAsync(new FinishIncomingRequest { MigrationId = id, Vm = vmName }, deadline: Rpc.Deadline(60)).ConfigureAwait(false);
+                }
+                catch (RpcException e)
+                {
+                    finishError = e;
+                    logger.LogWarning(e, "FinishIncoming of {Vm} on {Host} failed (attempt {Attempt})", vmName, run.Target, attempt + 1);
+                }
+            }
+            vm = vms()?.Get(m.Namespace, m.VmName) ?? vm;
+            await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["host"] = run.Target, ["migration"] = null }, CancellationToken.None).ConfigureAwait(false);
+            var downtimeMs = last.DowntimeMs;
+            var progress = Progress(vm, last);
+            progress["percent"] = 100;
+            progress["remainingBytes"] = 0;
+            if (resumed is null)
+            {
+                await FinishAsync(m, "Failed", "ResumeFailed", $"the memory reached host {run.Target} and the source let the VM go, but the target could not take the disk leases and resume it: {Rpc.Describe(finishError!)}",
+                    progress, downtimeMs).ConfigureAwait(false);
+                await events.WarningAsync(vm, "MigrationFailed", $"moved to host {run.Target} by {m.Name} but not resumed: {Rpc.Describe(finishError!)}", CancellationToken.None).ConfigureAwait(false);
+                return;
+            }
+            result = "succeeded";
+            metrics.Downtime.Observe(downtimeMs / 1000.0);
+            metrics.Duration.Observe((DateTimeOffset.UtcNow - started).TotalSeconds);
+            metrics.TransferredBytes.Inc(last.TransferredBytes);
+            await FinishAsync(m, "Succeeded", "Completed",
+                $"{m.VmName} runs on host {run.Target}: {Mi(last.TransferredBytes)} sent in {last.TotalMs} ms, downtime {downtimeMs} ms", progress, downtimeMs).ConfigureAwait(false);
+            await events.NormalAsync(vm, "Migrated", $"live-migrated from host {run.Source} to host {run.Target} by {m.Name} (downtime {downtimeMs} ms)", CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!run.Completed)
+        {
+            var cancelled = ct.IsCancellationRequested;
+            var (reason, message) = e switch
+            {
+                _ when cancelled => ("Cancelled", $"cancelled: {run.CancelReason}"),
+                MigrationFailure f => (f.Reason, f.Message),
+                _ => ("Error", Rpc.Describe(e)),
+            };
+            result = cancelled ? "cancelled" : "failed";
+            await CancelOnHostsAsync(run, message).ConfigureAwait(false);
+            var vm = vms()?.Get(m.Namespace, m.VmName);
+            var where = await DescribeSourceAsync(run).ConfigureAwait(false);
+            if (vm is not null)
+            {
+                await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["migration"] = null }, CancellationToken.None).ConfigureAwait(false);
+                await events.WarningAsync(vm, cancelled ? "MigrationCancelled" : "MigrationFailed", $"{m.Name}: {message}; {where}", CancellationToken.None).ConfigureAwait(false);
+            }
+            try
+            {
+                await FinishAsync(m, cancelled ? "Cancelled" : "Failed", reason, $"{message}; {where}", null, null).ConfigureAwait(false);
+            }
+            catch (Exception writeError) when (cancelled)
+            {
+                logger.LogDebug(writeError, "Status of deleted migration {Migration} not written", key);
+            }
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Migration {Migration} completed on the source but its bookkeeping failed", key);
+        }
+        finally
+        {
+            metrics.Total.WithLabels(result).Inc();
+            metrics.InProgress.Dec();
+            _running.TryRemove(key, out _);
+            // The slot is free: the queue moves (and a deletion waiting on this task goes on).
+            foreach (var q in migrations()?.List() ?? [])
+            {
+                if (q.IsQueued || ObjectKey.Of(q) == key)
+                {
+                    requeue(ObjectKey.Of(q));
+                }
+            }
+            run.Dispose();
+        }
+    }
+
+    private static JsonObject Progress(VmObject vm, MigrationProgress p)
+    {
+        var sent = p.TransferredBytes;
+        var total = sent + p.RemainingBytes;
+        return new JsonObject
+        {
+            ["percent"] = total <= 0 ? 0 : (int)Math.Clamp(100 * sent / total, 0, 100),
+            ["totalBytes"] = vm.MemoryBytes,
+            ["transferredBytes"] = sent,
+            ["remainingBytes"] = p.RemainingBytes,
+            ["dirtyRateBytesPerSecond"] = p.DirtyPagesRate * 4096,
+            ["iteration"] = p.Iteration,
+        };
+    }
+
+    private async Task<MigrationObject> PhaseAsync(MigrationObject m, string phase, string message, JsonObject? progress)
+    {
+        var s = new JsonObject { ["phase"] = phase, ["message"] = message };
+        if (progress is not null)
+        {
+            s["progress"] = progress;
+        }
+        var before = m.Phase;
+        m = await status.PatchAsync(m, MigrationObject.Plural, s, CancellationToken.None).ConfigureAwait(false);
+        if (before != phase)
+        {
+            await events.NormalAsync(m, phase, message, CancellationToken.None).ConfigureAwait(false);
+        }
+        return m;
+    }
+
+    private async Task FinishAsync(MigrationObject m, string phase, string reason, string message, JsonObject? progress, long? downtimeMs)
+    {
+        var s = new JsonObject
+        {
+            ["phase"] = phase,
+            ["message"] = message,
+            ["completionTime"] = Now(),
+            ["conditions"] = Conditions.Set(m.Status, "Ready", phase == "Succeeded", reason, message, m.Metadata.Generation),
+        };
+        if (progress is not null)
+        {
+            s["progress"] = progress;
+        }
+        if (downtimeMs is { } d)
+        {
+            s["downtime"] = d.ToString(CultureInfo.InvariantCulture) + "ms";
+        }
+        await status.PatchAsync(m, MigrationObject.Plural, s, CancellationToken.None).ConfigureAwait(false);
+        await (phase == "Succeeded" ? events.NormalAsync(m, reason, message, CancellationToken.None) : events.WarningAsync(m, reason, message, CancellationToken.None)).ConfigureAwait(false);
+        logger.LogInformation("Migration {Namespace}/{Migration} {Phase}: {Message}", m.Namespace, m.Name, phase, message);
+    }
+
+    private async Task<ReconcileResult> FailAsync(MigrationObject m, string reason, string message, CancellationToken ct)
+    {
+        await FinishAsync(m, "Failed", reason, message, null, null).ConfigureAwait(false);
+        metrics.Total.WithLabels("failed").Inc();
+        var vm = vms()?.Get(m.Namespace, m.VmName);
+        if (vm is not null)
+        {
+            await events.WarningAsync(vm, "MigrationFailed", $"{m.Name}: {message}", ct).ConfigureAwait(false);
+        }
+        return ReconcileResult.Done;
+    }
+
+    private async Task<ReconcileResult> QueueAsync(MigrationObject m, string message, CancellationToken ct)
+    {
+        var before = CustomObject.Str(m.Status, "message");
+        await status.PatchAsync(m, MigrationObject.Plural, new JsonObject { ["phase"] = "Pending", ["message"] = message }, ct).ConfigureAwait(false);
+        if (before != message)
+        {
+            await events.NormalAsync(m, "Queued", message, ct).ConfigureAwait(false);
+        }
+        // A finishing migration requeues the queue; the timer only covers a VM that stops being migrated by others.
+        return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(30));
+    }
+
+    private async Task MarkVmAsync(VmObject vm, string migration, string phase, CancellationToken ct)
+    {
+        var current = vms()?.Get(vm.Namespace, vm.Name) ?? vm;
+        await status.PatchAsync(current, VmObject.Plural, new JsonObject
+        {
+            ["migration"] = new JsonObject { ["name"] = migration, ["phase"] = phase },
+        }, ct).ConfigureAwait(false);
+    }
+
+    private async Task CancelOnHostsAsync(Running run, string reason)
+    {
+        foreach (var (api, side) in new[] { (run.TargetApi, run.Target), (run.SourceApi, run.Source) })
+        {
+            if (api is null || run.Id is null)
+            {
+                continue;
+            }
+            try
+            {
+                await api.CancelAsync(new CancelMigrationRequest { MigrationId = run.Id, Vm = run.VmName ?? "", Reason = reason }, deadline: Rpc.Deadline(60)).ConfigureAwait(false);
+            }
+            catch (RpcException e)
+            {
+                logger.LogWarning("Cancel of migration {Id} on {Host} failed: {Error}", run.Id, side, Rpc.Describe(e));
+            }
+        }
+    }
+
+    /// <summary>Where the guest is now, for the failure message a person reads.</summary>
+    private async Task<string> DescribeSourceAsync(Running run)
+    {
+        var host = hosts.Get(run.Source);
+        if (host?.Endpoint is null || run.VmName is null)
+        {
+            return $"the VM stays on host {run.Source}";
+        }
+        try
+        {
+            var vm = await daemons.Vms(host.Name, host.Endpoint).GetAsync(new VmRef { Name = run.VmName }, deadline: Rpc.Deadline(10)).ConfigureAwait(false);
+            return $"the VM stays on host {run.Source} ({vm.Status.State.ToString().ToLowerInvariant()})";
+        }
+        catch (RpcException e)
+        {
+            return $"the VM's state on host {run.Source} is unknown: {Rpc.Describe(e)}";
+        }
+    }
+
+    /// <summary>
+    /// An active migration with no task in this process: this operator restarted (or it was deleted meanwhile).
+    /// Completed on the source (the VM is gone there and waits or runs on the target) means finish it; anything
+    /// else is cancelled on both hosts, leaving the guest on the source. Never a guest running twice.
+    /// </summary>
+    private async Task SettleOrphanAsync(MigrationObject m, string why, CancellationToken ct)
+    {
+        var ns = m.Namespace ?? "default";
+        var vmName = VmNames.DaemonName(ns, m.VmName);
+        var id = m.Metadata.Uid ?? "";
+        var source = hosts.Get(CustomObject.Str(m.Status, "sourceHost") ?? "");
+        var target = hosts.Get(CustomObject.Str(m.Status, "targetHost") ?? "");
+        var vm = vms()?.Get(m.Namespace, m.VmName);
+        if (source?.Endpoint is null || target?.Endpoint is null)
+        {
+            if (vm is not null)
+            {
+                await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["migration"] = null }, ct).ConfigureAwait(false);
+            }
+            await FinishAsync(m, "Failed", "HostGone", $"{why}, and host {(source?.Endpoint is null ? "source" : "target")} is gone", null, null).ConfigureAwait(false);
+            return;
+        }
+        async Task<Vm?> Get(Apis.V1Alpha1.Host h)
+        {
+            try
+            {
+                return await daemons.Vms(h.Name, h.Endpoint!).GetAsync(new VmRef { Name = vmName }, deadline: Rpc.Deadline(), cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+                return null;
+            }
+        }
+        var onSource = await Get(source).ConfigureAwait(false);
+        var onTarget = await Get(target).ConfigureAwait(false);
+        var targetApi = new MigrationService.MigrationServiceClient(daemons.Channel(target.Name, target.Endpoint));
+        if (onSource is null && onTarget is not null)
+        {
+            if (onTarget.Status.Migration == $"incoming:{id}")
+            {
+                await targetApi.FinishIncomingAsync(new FinishIncomingRequest { MigrationId = id, Vm = vmName }, deadline: Rpc.Deadline(60), cancellationToken: ct).ConfigureAwait(false);
+            }
+            if (vm is not null)
+            {
+                await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["host"] = target.Name, ["migration"] = null }, ct).ConfigureAwait(false);
+            }
+            metrics.Total.WithLabels("succeeded").Inc();
+            await FinishAsync(m, "Succeeded", "Completed", $"{m.VmName} runs on host {target.Name} ({why}; the source had completed, the target was finished)", null, null).ConfigureAwait(false);
+            return;
+        }
+        var run = new Running(source.Name, target.Name)
+        {
+            Id = id,
+            VmName = vmName,
+            SourceApi = new MigrationService.MigrationServiceClient(daemons.Channel(source.Name, source.Endpoint)),
+            TargetApi = targetApi,
+        };
+        await CancelOnHostsAsync(run, why).ConfigureAwait(false);
+        run.Dispose();
+        if (vm is not null)
+        {
+            await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["migration"] = null }, ct).ConfigureAwait(false);
+        }
+        metrics.Total.WithLabels(Finalizers.IsBeingDeleted(m) ? "cancelled" : "failed").Inc();
+        var stays = onSource is null ? "" : $"; the VM stays on host {source.Name} ({onSource.Status.State.ToString().ToLowerInvariant()})";
+        try
+        {
+            await FinishAsync(m, Finalizers.IsBeingDeleted(m) ? "Cancelled" : "Failed", "Interrupted", $"cancelled: {why}{stays}", null, null).ConfigureAwait(false);
+        }
+        catch (k8s.Autorest.HttpOperationException) when (Finalizers.IsBeingDeleted(m))
+        {
+        }
+    }
+
+    private static string Now() => DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+
+    private static string Mi(long bytes) => (bytes >> 20).ToString(CultureInfo.InvariantCulture) + " MiB";
+
+    private sealed class MigrationFailure(string reason, string message) : Exception(message)
+    {
+        public string Reason { get; } = reason;
+    }
+
+    /// <summary>A migration this process drives: its hosts, its cancellation and, once started, its task.</summary>
+    private sealed class Running(string source, string target) : IDisposable
+    {
+        private readonly CancellationTokenSource _cts = new();
+
+        public string Source { get; } = source;
+
+        public string Target { get; } = target;
+
+        public Task Task { get; set; } = Task.CompletedTask;
+
+        public CancellationToken Token => _cts.Token;
+
+        public string? CancelReason { get; private set; }
+
+        public string? Id { get; set; }
+
+        public string? VmName { get; set; }
+
+        public bool Prepared { get; set; }
+
+        /// <summary>The source reported completion: past the point of no return.</summary>
+        public bool Completed { get; set; }
+
+        public MigrationService.MigrationServiceClient? SourceApi { get; set; }
+
+        public MigrationService.MigrationServiceClient? TargetApi { get; set; }
+
+        public void Cancel(string reason)
+        {
+            if (Completed)
+            {
+                return;
+            }
+            CancelReason ??= reason;
+            try
+            {
+                _cts.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+
+        public void Dispose() => _cts.Dispose();
+    }
+}
