@@ -6,7 +6,8 @@ namespace Vmk.Vmctl.Standalone;
 
 /// <summary>
 /// The mutual-TLS material between the operator and the daemons, made once and kept under the data directory
-/// (pki/): one CA (ca.crt, ca.key), per host a server certificate (hosts/hN/tls/: ca.crt, tls.crt, tls.key) for the
+/// (pki/): one CA (ca.crt, ca.key), per host a server certificate (hosts/hN/tls/: ca.crt, tls.crt, tls.key, and
+/// client.crt/client.key for the source side of live migrations) for the
 /// shared server name <see cref="DaemonServerName"/> plus the addresses the host is dialled on, and the operator's
 /// client certificate (operator/tls/: ca.crt, tls.crt, tls.key), in the key names of a Kubernetes TLS Secret.
 /// A host whose address changed gets a new server certificate; the CA and the rest are reused.
@@ -32,12 +33,15 @@ internal static class StandalonePki
         {
             var dir = layout.HostTlsDirectory(host.Name);
             Directory.CreateDirectory(dir);
-            if (!caIsNew && IsCurrent(dir, ca, host.Address))
+            if (!caIsNew && IsCurrent(dir, ca, host.Address) && File.Exists(Path.Combine(dir, TlsFiles.ClientCertificate)))
             {
                 continue;
             }
             using var server = ca.IssueServer(DaemonServerName, [DaemonServerName, "localhost", host.Name], [IPAddress.Loopback, host.Address]);
             CertificateAuthority.WritePem(Path.Combine(dir, TlsFiles.Certificate), server, Path.Combine(dir, TlsFiles.Key));
+            // The source side of a live migration presents this one to the target's QEMU (TLS is on by default).
+            using var client = ca.IssueClient("vmkerneld-" + host.Name);
+            CertificateAuthority.WritePem(Path.Combine(dir, TlsFiles.ClientCertificate), client, Path.Combine(dir, TlsFiles.ClientKey));
             File.Copy(caCrt, Path.Combine(dir, TlsFiles.CaCertificate), overwrite: true);
         }
         var op = layout.OperatorTlsDirectory;
