@@ -18,6 +18,7 @@ scripts/setup.sh >&2
 vmctl=("$(scripts/build-vmctl.sh)")
 
 work=$(mktemp -d /tmp/vmk-vmim-bench-XXXXXX)
+chmod 0755 "$work" # QEMU runs as vmkernel-qemu and reads the migration TLS files under the state directories
 data=$work/standalone
 server=
 cleanup() {
