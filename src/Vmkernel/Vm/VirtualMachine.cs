@@ -245,6 +245,7 @@ public sealed class VirtualMachine : IAsyncDisposable
                 throw new VmkernelException($"VM '{Name}' is {State}; only a running or paused VM can be migrated");
             }
             Volatile.Write(ref _migration, $"outgoing:{migrationId}");
+            StatusChanged?.Invoke(this, Status);
             try
             {
                 result = await migrate(_qmp);
@@ -252,6 +253,9 @@ public sealed class VirtualMachine : IAsyncDisposable
             finally
             {
                 Volatile.Write(ref _migration, null);
+                // The power state is unchanged, so SetStatus would not say so: watchers (the operator) must learn
+                // that a cancelled or failed migration is over, or they keep the VM "Migrating".
+                StatusChanged?.Invoke(this, Status);
             }
             if (completed(result) is not string reason)
             {
