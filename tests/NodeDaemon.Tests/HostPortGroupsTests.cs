@@ -15,16 +15,7 @@ public sealed class HostPortGroupsTests(ApiServerFixture api) : IClassFixture<Ap
 
     public async Task DisposeAsync()
     {
-        if (_host.Current is { } daemon)
-        {
-            await daemon.KillAsync();
-        }
-        // A host-local port group lives in the machine's namespace: remove whatever a failed test left of it.
-        var sw = Net.VSwitch.Open(_host.StateDirectory, new Net.ProcessCommandRunner(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
-        foreach (var record in sw.PortGroups)
-        {
-            await sw.RemoveAsync(record.Spec.Name);
-        }
+        // TestHost stops the daemon and QEMUs and removes the port groups left in the machine's namespace.
         await _host.DisposeAsync();
     }
 

@@ -33,26 +33,7 @@ public sealed class MetricsTests : IAsyncLifetime
             await _prometheus.DisposeAsync();
         }
         _client.Dispose();
-        foreach (var daemon in new[] { _host.Current }.OfType<DaemonProcess>())
-        {
-            await daemon.KillAsync();
-        }
-        foreach (var pid in _host.QemuPids())
-        {
-            using var p = System.Diagnostics.Process.GetProcessById(pid);
-            p.Kill();
-            await p.WaitForExitAsync();
-        }
-        // The port group's bridge, taps, rules and dnsmasq live in the machine's namespace: remove what is left.
-        var sw = Net.VSwitch.Open(_host.StateDirectory, new Net.ProcessCommandRunner(), NullLogger.Instance);
-        foreach (var record in sw.PortGroups)
-        {
-            foreach (var vm in record.Ports.Select(p => p.Vm).Distinct())
-            {
-                await sw.RemoveTapsAsync(vm);
-            }
-            await sw.RemoveAsync(record.Spec.Name);
-        }
+        // TestHost stops the daemon and QEMUs and removes the port groups left in the machine's namespace.
         await _host.DisposeAsync();
     }
 

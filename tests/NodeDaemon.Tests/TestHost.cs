@@ -85,6 +85,20 @@ public sealed class TestHost : IAsyncDisposable
             {
             }
         }
+        // Port groups live in the machine's network namespace: remove every bridge, tap, rule and dnsmasq left.
+        if (Directory.Exists(StateDirectory))
+        {
+            var sw = Vmk.Vmkernel.Network.VSwitch.Open(StateDirectory, new Vmk.Vmkernel.Network.ProcessCommandRunner(),
+                Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            foreach (var record in sw.PortGroups)
+            {
+                foreach (var vm in record.Ports.Select(p => p.Vm).Distinct())
+                {
+                    await sw.RemoveTapsAsync(vm);
+                }
+                await sw.RemoveAsync(record.Spec.Name);
+            }
+        }
         // A daemon that lets go of its VMs leaves their cgroups to the next one; nobody comes next here.
         var vms = Path.Combine(StateDirectory, "vms");
         if (Directory.Exists(vms))
