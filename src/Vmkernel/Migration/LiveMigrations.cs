@@ -254,19 +254,13 @@ public sealed class LiveMigrations
         var clock = Stopwatch.StartNew();
         await SetCapabilitiesAsync(qmp, [("events", true), ("auto-converge", policy.AutoConverge)], ct);
         await ConfigureTlsAsync(qmp, policy.Tls ? "client" : null, ct);
-        var parameters = new Dictionary<string, object?>();
-        if (policy.BandwidthBytesPerSecond > 0)
+        // Both always set: QEMU keeps parameters from one migration to the next, so a cancelled slow try would
+        // otherwise throttle the next migration of this QEMU to its bandwidth.
+        await qmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object?>
         {
-            parameters["max-bandwidth"] = policy.BandwidthBytesPerSecond;
-        }
-        if (policy.DowntimeLimit > TimeSpan.Zero)
-        {
-            parameters["downtime-limit"] = (long)policy.DowntimeLimit.TotalMilliseconds;
-        }
-        if (parameters.Count > 0)
-        {
-            await qmp.ExecuteAsync("migrate-set-parameters", parameters, ct: ct);
-        }
+            ["max-bandwidth"] = policy.BandwidthBytesPerSecond > 0 ? policy.BandwidthBytesPerSecond : MigrationPolicy.QemuDefaultBandwidth,
+            ["downtime-limit"] = policy.DowntimeLimit > TimeSpan.Zero ? (long)policy.DowntimeLimit.TotalMilliseconds : (long)MigrationPolicy.QemuDefaultDowntimeLimit.TotalMilliseconds,
+        }, ct: ct);
         _logger.LogInformation("Migration {Migration}: VM {Vm} to {Uri} (TLS {Tls}, bandwidth {Bandwidth}, downtime limit {Downtime} ms, auto-converge {AutoConverge})",
             migrationId, vm.Name, targetUri, policy.Tls ? "on" : "off", policy.BandwidthBytesPerSecond, policy.DowntimeLimit.TotalMilliseconds, policy.AutoConverge);
         await qmp.ExecuteAsync("migrate", new { uri = targetUri }, ct: ct);

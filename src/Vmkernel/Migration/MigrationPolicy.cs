@@ -3,10 +3,16 @@ namespace Vmk.Vmkernel.Migration;
 /// <summary>How one live migration runs (the VirtualMachineMigration's policy).</summary>
 public sealed record MigrationPolicy
 {
-    /// <summary>QEMU's max-bandwidth in bytes per second; 0 keeps QEMU's default (128 MiB/s in 7.2).</summary>
+    /// <summary>QEMU 7.2's max-bandwidth when nobody set it.</summary>
+    public const long QemuDefaultBandwidth = 128L << 20;
+
+    /// <summary>QEMU 7.2's downtime-limit when nobody set it.</summary>
+    public static readonly TimeSpan QemuDefaultDowntimeLimit = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>QEMU's max-bandwidth in bytes per second; 0 means QEMU's default (<see cref="QemuDefaultBandwidth"/>).</summary>
     public long BandwidthBytesPerSecond { get; init; }
 
-    /// <summary>The longest pause the last iteration may cost the guest; zero keeps QEMU's default (300 ms).</summary>
+    /// <summary>The longest pause the last iteration may cost the guest; zero means QEMU's default (<see cref="QemuDefaultDowntimeLimit"/>).</summary>
     public TimeSpan DowntimeLimit { get; init; }
 
     /// <summary>Throttle the guest's vCPUs when its memory dirties faster than the link carries it.</summary>

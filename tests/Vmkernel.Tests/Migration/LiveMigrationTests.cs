@@ -108,7 +108,7 @@ public sealed class LiveMigrationTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Cancel_leaves_the_guest_running_on_the_source_and_removes_the_target()
+    public async Task Cancel_leaves_the_guest_running_on_the_source_removes_the_target_and_the_next_migration_runs_at_full_speed()
     {
         var vm = await BootAsync();
         var before = Lease();
@@ -130,6 +130,13 @@ public sealed class LiveMigrationTests : IAsyncLifetime
         Assert.Contains("cancelled by the test", e.Message, StringComparison.Ordinal);
         Assert.Contains("goes on running on esx-a", e.Message, StringComparison.Ordinal);
         await AssertStillRunsOnA(vm, before);
+
+        // The next migration of this QEMU, with no bandwidth in its policy, is not held to the cancelled one's 1 MiB/s.
+        var (again, moved) = await MigrateAsync(_hostA, _hostB, "after-cancel", Tls);
+        var rate = again.Final.TransferredBytes / again.Final.TotalTime.TotalSeconds;
+        Assert.True(rate > 4 << 20, $"{again.Final.TransferredBytes} bytes in {again.Final.TotalTime.TotalMilliseconds} ms: still throttled");
+        await LineAsync(moved, "VMK-TICK ", _ => true);
+        await moved.StopAsync();
     }
 
     [Fact]
