@@ -115,6 +115,9 @@ public sealed class DaemonConnectionPool : IDisposable
             HttpHandler = handler,
             DisposeHttpClient = true,
             MaxReceiveMessageSize = 16 * 1024 * 1024,
+            // A restarted daemon is reached again within seconds: with the default (up to 120 s) the channel kept
+            // failing every call at once long after the host reported itself Ready.
+            MaxReconnectBackoff = TimeSpan.FromSeconds(5),
         });
     }
 

@@ -46,6 +46,11 @@ public sealed class VirtualMachineMigrationReconciler(
     /// <summary>No message at all from MigrateOut for this long (target or network gone quiet): give up.</summary>
     private static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(MigrationPolicies.NoProgressTimeoutSeconds + 15);
 
+    /// <summary>How often the target is asked whether it still waits for the VM while the memory is sent.</summary>
+    private static readonly TimeSpan TargetProbeInterval = TimeSpan.FromSeconds(2);
+    /// <summary>Unanswered probes in a row that make the target lost (one may be a hiccup of a busy host).</summary>
+    private const int TargetProbeMisses = 2;
+
     private readonly ConcurrentDictionary<ObjectKey, Running> _running = new();
     private readonly Lock _admission = new();
 
@@ -241,8 +246,9 @@ public sealed class VirtualMachineMigrationReconciler(
             PrepareIncomingResponse prepared;
             try
             {
+                // Waits for the channel: a target whose daemon just restarted is Ready before this operator's channel reconnects.
                 prepared = await targetApi.PrepareIncomingAsync(new PrepareIncomingRequest { MigrationId = id, Spec = VmSpecBuilder.Build(vm), Policy = policy },
-                    deadline: Rpc.Deadline(120), cancellationToken: ct).ConfigureAwait(false);
+                    new CallOptions(deadline: Rpc.Deadline(120), cancellationToken: ct).WithWaitForReady()).ConfigureAwait(false);
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
@@ -255,8 +261,18 @@ public sealed class VirtualMachineMigrationReconciler(
             MigrationProgress? last = null;
             var lastWrite = DateTimeOffset.MinValue;
             using (var stall = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            using (var unwatch = new CancellationTokenSource())
             {
                 stall.CancelAfter(StallTimeout);
+                // A target whose daemon died keeps its QEMU (every QEMU outlives its daemon), which takes the whole
+                // state in while the source completes and gives the VM up; nobody can then take the leases there and
+                // resume the guest. Watched alongside the transfer, a lost target stops it while the source still runs.
+                string? targetLost = null;
+                var watch = Task.Run(async () =>
+                {
+                    targetLost = await WatchTargetAsync(targetHost, vmName, unwatch.Token).ConfigureAwait(false);
+                    await stall.CancelAsync().ConfigureAwait(false);
+                }, CancellationToken.None);
                 try
                 {
                     using var call = sourceApi.MigrateOut(new MigrateOutRequest { MigrationId = id, Vm = vmName, TargetUri = prepared.IncomingUri, Policy = policy },
@@ -280,12 +296,21 @@ public sealed class VirtualMachineMigrationReconciler(
                 }
                 catch (Exception e) when (e is RpcException or OperationCanceledException && !ct.IsCancellationRequested)
                 {
+                    if (targetLost is not null)
+                    {
+                        throw new MigrationFailure("TargetLost", $"{targetLost}; the transfer was stopped before host {run.Source} gave the VM up");
+                    }
                     if (stall.IsCancellationRequested)
                     {
                         throw new MigrationFailure("NoProgress", $"host {run.Source} reported no progress for {StallTimeout.TotalSeconds:0} s");
                     }
                     throw new MigrationFailure(e is RpcException { StatusCode: StatusCode.Aborted } ? "Aborted" : "TransferFailed",
                         $"the transfer from host {run.Source} failed: {Rpc.Describe(e)}");
+                }
+                finally
+                {
+                    await unwatch.CancelAsync().ConfigureAwait(false);
+                    await watch.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
                 }
             }
             if (last?.Phase != "completed")
@@ -375,6 +400,42 @@ public sealed class VirtualMachineMigrationReconciler(
                 }
             }
             run.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Asks the target every <see cref="TargetProbeInterval"/> for the VM waiting there; returns why the target is
+    /// lost (its daemon unreachable <see cref="TargetProbeMisses"/> times in a row, the waiting VM gone or its QEMU
+    /// exited), or throws when <paramref name="ct"/> ends the watch.
+    /// </summary>
+    private async Task<string> WatchTargetAsync(Apis.V1Alpha1.Host target, string vmName, CancellationToken ct)
+    {
+        var misses = 0;
+        while (true)
+        {
+            // A probe interval: the watch runs as long as the transfer, which can take minutes.
+            await Task.Delay(TargetProbeInterval, ct).ConfigureAwait(false);
+            try
+            {
+                var vm = await daemons.Vms(target.Name, target.Endpoint!).GetAsync(new VmRef { Name = vmName }, deadline: Rpc.Deadline(5), cancellationToken: ct).ConfigureAwait(false);
+                if (vm.Status.State is VmState.Stopped or VmState.Failed)
+                {
+                    return $"the VM's waiting QEMU on host {target.Name} exited ({vm.Status.Reason})";
+                }
+                misses = 0;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+                return $"host {target.Name} no longer has the VM waiting for the transfer";
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                if (++misses >= TargetProbeMisses)
+                {
+                    return $"host {target.Name} stopped answering during the transfer ({Rpc.Describe(e)})";
+                }
+                logger.LogWarning("Target {Host} of migration of {Vm} did not answer: {Error}", target.Name, vmName, Rpc.Describe(e));
+            }
         }
     }
 
