@@ -60,7 +60,7 @@ public sealed class OperatorControllers
         MigrationMetrics = new MigrationMetrics(registry ?? Prometheus.Metrics.DefaultRegistry);
         migrationsController = new Controller<VirtualMachineMigration>("virtualmachinemigration", migrationApi,
             new VirtualMachineMigrationReconciler(migrationApi, () => migrationsController?.Cache, () => vmsController?.Cache, Directory, Placement, daemons, status, events,
-                MigrationMetrics, key => migrationsController?.Enqueue(key), loggerFactory.CreateLogger<VirtualMachineMigrationReconciler>()), options, metrics, loggerFactory);
+                MigrationMetrics, key => migrationsController?.Enqueue(key), () => Synced, loggerFactory.CreateLogger<VirtualMachineMigrationReconciler>()), options, metrics, loggerFactory);
         Migrations = migrationsController;
         Watcher = new DaemonVmWatcher(Directory, daemons, vmsController.Enqueue, loggerFactory.CreateLogger<DaemonVmWatcher>());
 

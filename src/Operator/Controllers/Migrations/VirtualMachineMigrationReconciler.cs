@@ -37,6 +37,7 @@ public sealed class VirtualMachineMigrationReconciler(
     EventRecorder events,
     MigrationMetrics metrics,
     Action<ObjectKey> requeue,
+    Func<bool> synced,
     ILogger<VirtualMachineMigrationReconciler> logger) : IReconciler<MigrationObject>
 {
     public const string Finalizer = "vmkernel.io/virtualmachinemigration";
@@ -57,6 +58,13 @@ public sealed class VirtualMachineMigrationReconciler(
     public async Task<ReconcileResult> ReconcileAsync(MigrationObject m, CancellationToken ct)
     {
         var key = ObjectKey.Of(m);
+        if (!synced())
+        {
+            // Judged on half-listed caches a restarted operator took its VMs for deleted and its hosts for gone:
+            // a running migration was settled without clearing its VM's status.migration, which then stayed
+            // Migrating for good, and a new one failed with VmNotFound.
+            return ReconcileResult.RequeueAfter(TimeSpan.FromSeconds(1));
+        }
         if (Finalizers.IsBeingDeleted(m))
         {
             if (Finalizers.Has(m, Finalizer))
