@@ -111,7 +111,7 @@ public sealed class VirtualMachineMigrationReconciler(
         string? target;
         lock (_admission)
         {
-            if (Blocked(m, key) is { } why)
+            if (Blocked(key) is { } why)
             {
                 target = null;
                 source = why;
@@ -167,61 +167,9 @@ public sealed class VirtualMachineMigrationReconciler(
         return ReconcileResult.Done;
     }
 
-    /// <summary>Why this queued migration may not start yet (null: it may): FIFO over the queued ones under both limits.</summary>
-    private string? Blocked(MigrationObject me, ObjectKey myKey)
-    {
-        var all = migrations()?.List() ?? [];
-        var perHost = new Dictionary<string, int>(StringComparer.Ordinal);
-        var active = new HashSet<ObjectKey>();
-        foreach (var (k, r) in _running)
-        {
-            active.Add(k);
-            perHost[r.Source] = perHost.GetValueOrDefault(r.Source) + 1;
-        }
-        foreach (var other in all.Where(o => o.IsActive && !active.Contains(ObjectKey.Of(o))))
-        {
-            active.Add(ObjectKey.Of(other));
-            if (CustomObject.Str(other.Status, "sourceHost") is { } s)
-            {
-                perHost[s] = perHost.GetValueOrDefault(s) + 1;
-            }
-        }
-        var total = active.Count;
-        var queued = all.Where(o => o.IsQueued && !Finalizers.IsBeingDeleted(o))
-            .OrderBy(o => o.Metadata.CreationTimestamp ?? DateTime.MaxValue).ThenBy(o => o.Namespace, StringComparer.Ordinal).ThenBy(o => o.Name, StringComparer.Ordinal);
-        foreach (var q in queued)
-        {
-            var isMe = ObjectKey.Of(q) == myKey;
-            var host = vms()?.Get(q.Namespace, q.VmName)?.AssignedHost;
-            if (host is null)
-            {
-                if (isMe)
-                {
-                    break;
-                }
-                continue; // it fails on its own reconcile without taking a slot
-            }
-            if (total >= ClusterLimit)
-            {
-                return $"queued: {total} migrations run in the cluster (limit {ClusterLimit})";
-            }
-            if (perHost.GetValueOrDefault(host) >= PerHostLimit)
-            {
-                if (isMe)
-                {
-                    return $"queued: {perHost[host]} outgoing migrations run from host {host} (limit {PerHostLimit})";
-                }
-                continue;
-            }
-            if (isMe)
-            {
-                return null;
-            }
-            total++;
-            perHost[host] = perHost.GetValueOrDefault(host) + 1;
-        }
-        return total >= ClusterLimit ? $"queued: {total} migrations run in the cluster (limit {ClusterLimit})" : null;
-    }
+    /// <summary>Why this queued migration may not start yet (null: it may): see <see cref="MigrationAdmission"/>.</summary>
+    private string? Blocked(ObjectKey myKey) =>
+        MigrationAdmission.Blocked(migrations()?.List() ?? [], _running.Select(r => (r.Key, r.Value.Source)), q => vms()?.Get(q.Namespace, q.VmName)?.AssignedHost, myKey);
 
     private async Task RunAsync(MigrationObject m, Running run)
     {
