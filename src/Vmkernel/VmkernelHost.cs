@@ -98,6 +98,7 @@ public sealed class VmkernelHost : IAsyncDisposable
         host.Migrations = new LiveMigrations(host, migrationAddress, migrationTls, options.DiskLeaseWait, loggerFactory.CreateLogger<LiveMigrations>());
         storage.RestoreMounts();
         await host.AdoptAllAsync(ct);
+        await host.Migrations.DiscardAbandonedIncomingAsync();
         await network.ReleaseStrandedAsync(ct);
         return host;
     }

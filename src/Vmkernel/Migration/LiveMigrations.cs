@@ -77,6 +77,8 @@ public sealed class LiveMigrations
         {
             var clock = Stopwatch.StartNew();
             var vm = await _host.DefineAsync(spec, ct);
+            // Outlives this process: a VMkernel opened after a crash knows the VM only came to be migrated in.
+            await File.WriteAllTextAsync(IncomingMarker(vm), migrationId, ct);
             var defined = clock.Elapsed;
             Func<Task> start = () => vm.StartIncomingAsync(migrationId, ct);
             await (admit is null ? start() : admit(vm, start));
@@ -220,6 +222,7 @@ public sealed class LiveMigrations
         var loaded = clock.Elapsed;
         var (check, leases, cont) = await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
         _incoming.TryRemove(migrationId, out _);
+        File.Delete(IncomingMarker(vm));
         _logger.LogInformation(
             "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms, command queue and status check {Check} ms, take leases {Leases} ms, cont {Cont} ms",
             migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leases - cont), Ms(leases), Ms(cont));
@@ -411,6 +414,41 @@ public sealed class LiveMigrations
             return fromEvent;
         }
     }
+
+    /// <summary>
+    /// After a VMkernel restart: a VM that was being migrated in when the previous one stopped cannot be finished
+    /// (the migration's state died with that process). One whose QEMU is gone too - its source hung up, or the
+    /// operator cancelled - is only a stale definition of a guest running elsewhere: removed. One whose QEMU still
+    /// runs may hold the only copy of a guest whose source already completed: kept, paused, and said so.
+    /// </summary>
+    internal async Task DiscardAbandonedIncomingAsync()
+    {
+        foreach (var vm in _host.VirtualMachines)
+        {
+            if (!File.Exists(IncomingMarker(vm)))
+            {
+                continue;
+            }
+            var migrationId = File.ReadAllText(IncomingMarker(vm)).Trim();
+            if (vm.State is not (VmState.Stopped or VmState.Failed))
+            {
+                _logger.LogWarning("Migration {Migration}: VM {Vm} was arriving when the previous VMkernel stopped; its QEMU is {State} and kept, paused, until someone removes it",
+                    migrationId, vm.Name, vm.State);
+                continue;
+            }
+            try
+            {
+                await _host.DeleteAsync(vm.Name, CancellationToken.None);
+                _logger.LogInformation("Migration {Migration}: VM {Vm} was arriving when the previous VMkernel stopped and its QEMU is gone; its definition is removed", migrationId, vm.Name);
+            }
+            catch (Exception e) when (e is VmkernelException or IOException)
+            {
+                _logger.LogError("Migration {Migration}: the abandoned incoming VM {Vm} could not be removed: {Error}", migrationId, vm.Name, e.Message);
+            }
+        }
+    }
+
+    private static string IncomingMarker(VirtualMachine vm) => Path.Combine(vm.Paths.Directory, "incoming-migration");
 
     private async Task DiscardIncomingAsync(string migrationId)
     {
