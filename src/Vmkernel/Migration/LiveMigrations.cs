@@ -417,9 +417,11 @@ public sealed class LiveMigrations
 
     /// <summary>
     /// After a VMkernel restart: a VM that was being migrated in when the previous one stopped cannot be finished
-    /// (the migration's state died with that process). One whose QEMU is gone too - its source hung up, or the
-    /// operator cancelled - is only a stale definition of a guest running elsewhere: removed. One whose QEMU still
-    /// runs may hold the only copy of a guest whose source already completed: kept, paused, and said so.
+    /// (the migration's state died with that process). One that adoption left Stopped or Failed - its QEMU gone
+    /// (the source hung up, the operator cancelled), or still waiting while the source holds the leases - is a
+    /// stale copy of a guest running elsewhere: removed (a QEMU still there is killed, so the source's migration
+    /// fails and the guest runs on there). One adopted Paused under its leases may hold the only copy of a guest
+    /// whose source already completed: kept, and said so.
     /// </summary>
     internal async Task DiscardAbandonedIncomingAsync()
     {
@@ -432,14 +434,14 @@ public sealed class LiveMigrations
             var migrationId = File.ReadAllText(IncomingMarker(vm)).Trim();
             if (vm.State is not (VmState.Stopped or VmState.Failed))
             {
-                _logger.LogWarning("Migration {Migration}: VM {Vm} was arriving when the previous VMkernel stopped; its QEMU is {State} and kept, paused, until someone removes it",
+                _logger.LogWarning("Migration {Migration}: VM {Vm} was arriving when the previous VMkernel stopped and is {State} under its leases; kept: resume it to finish the move by hand",
                     migrationId, vm.Name, vm.State);
                 continue;
             }
             try
             {
                 await _host.DeleteAsync(vm.Name, CancellationToken.None);
-                _logger.LogInformation("Migration {Migration}: VM {Vm} was arriving when the previous VMkernel stopped and its QEMU is gone; its definition is removed", migrationId, vm.Name);
+                _logger.LogInformation("Migration {Migration}: VM {Vm} was arriving when the previous VMkernel stopped and cannot be finished; removed", migrationId, vm.Name);
             }
             catch (Exception e) when (e is VmkernelException or IOException)
             {

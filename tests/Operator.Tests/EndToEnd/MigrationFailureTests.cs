@@ -7,6 +7,7 @@ using Vmk.Operator.Apis.V1Alpha1;
 using Vmk.Operator.Controllers.Migrations;
 using Vmk.Operator.Controllers.VirtualMachines;
 using Vmk.Vmkernel.Vmfs;
+using Xunit.Abstractions;
 
 namespace Vmk.Operator.Tests.EndToEnd;
 
@@ -19,7 +20,7 @@ namespace Vmk.Operator.Tests.EndToEnd;
 /// </summary>
 [Collection("qemu")]
 [Trait("Category", "Slow")]
-public sealed class MigrationFailureTests : IAsyncLifetime
+public sealed class MigrationFailureTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const string Ns = "migfail";
     private static readonly TimeSpan Boot = TimeSpan.FromSeconds(180);
@@ -240,9 +241,14 @@ public sealed class MigrationFailureTests : IAsyncLifetime
         await Eventually.UntilAsync(() => GetMigrationAsync(name), m => m?.Phase == "Running" && CustomObject.Long(m.Status, "progress", "transferredBytes") > 0, Move,
             $"migration {name} transferring", m => m?.Status?.ToJsonString() + (logs ?? _cluster.Describe)());
 
-    private async Task<VirtualMachineMigration> FinishedAsync(string name, Func<string>? logs = null) =>
-        (await Eventually.UntilAsync(() => GetMigrationAsync(name), m => m?.IsFinished == true, Move, $"migration {name} finished",
+    private async Task<VirtualMachineMigration> FinishedAsync(string name, Func<string>? logs = null)
+    {
+        var m = (await Eventually.UntilAsync(() => GetMigrationAsync(name), m => m?.IsFinished == true, Move, $"migration {name} finished",
             m => m?.Status?.ToJsonString() + (logs ?? _cluster.Describe)()))!;
+        // Which way a race went (a restarted source completes or rolls back): shown with the test's result.
+        output.WriteLine($"migration {name}: {m.Phase} ({TestCluster.Condition(m, "Ready", "reason")}): {CustomObject.Str(m.Status, "message")}");
+        return m;
+    }
 
     private async Task CreateMigrationAsync(string name, string vm, string target, JsonObject policy)
     {
