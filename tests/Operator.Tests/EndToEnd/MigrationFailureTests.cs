@@ -152,6 +152,11 @@ public sealed class MigrationFailureTests(ITestOutputHelper output) : IAsyncLife
         await using var op = _cluster.StartOperator();
         string[] guests = ["q1", "q2", "q3"];
         await _cluster.EnsureNamespaceAsync(Ns);
+        foreach (var host in new[] { _a, _b })
+        {
+            await Eventually.UntilAsync(() => _cluster.GetClusterAsync<Host>(Host.Plural, host.Name), h => h?.Phase == "Ready", Boot, $"host {host.Name} Ready",
+                h => h?.Status?.ToJsonString() + _cluster.Describe());
+        }
         foreach (var g in guests)
         {
             await _cluster.ApplyVmAsync(Ns, TestCluster.GuestManifest(g, s => s["placement"] = new JsonObject { ["host"] = _a.Name }));
