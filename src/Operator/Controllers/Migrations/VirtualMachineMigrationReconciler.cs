@@ -266,7 +266,8 @@ public sealed class VirtualMachineMigrationReconciler(
                 finally
                 {
                     await unwatch.CancelAsync().ConfigureAwait(false);
-                    await watch.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+                    // Ends by cancellation (or an RpcException of the cancelled probe): observed, never rethrown.
+                    await watch.ContinueWith(t => _ = t.Exception, TaskScheduler.Default).ConfigureAwait(false);
                 }
             }
             if (last?.Phase != "completed")
