@@ -203,7 +203,10 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// Live migration, target side, once the migration stream is complete and the source released the disks:
     /// takes the leases (a failure leaves the guest paused and the disks untouched) and only then resumes.
     /// </summary>
-    internal async Task<(TimeSpan Check, TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, TimeSpan leaseWait, CancellationToken ct)
+    /// <summary>Incoming migration: takes the disk leases the source released (off the command queue, so it can overlap QEMU's last state load).</summary>
+    internal Task TakeOverLeasesAsync(TimeSpan leaseWait) => Task.Run(() => _runtime.Storage.TakeOverAsync(Name, leaseWait));
+
+    internal async Task<(TimeSpan Check, TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, Task leasesTaken, CancellationToken ct)
     {
         (TimeSpan, TimeSpan, TimeSpan) timings = default;
         await RunCommandAsync(async () =>
@@ -219,7 +222,7 @@ public sealed class VirtualMachine : IAsyncDisposable
                 throw new VmkernelException($"VM '{Name}': the migration stream has not completed (QEMU is {qemuStatus}); the guest stays paused");
             }
             var check = clock.Elapsed;
-            await _runtime.Storage.TakeOverAsync(Name, leaseWait);
+            await leasesTaken;
             var leases = clock.Elapsed;
             await _qmp.ExecuteAsync("cont", ct: ct);
             timings = (check, leases - check, clock.Elapsed - leases);
