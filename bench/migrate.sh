@@ -23,26 +23,10 @@ guest=$(readlink -f "${VMK_GUEST_DIR:-${VMK_CACHE_DIR:-/var/cache/vmkernel}/gues
 
 work=$(mktemp -d /tmp/vmk-migrate-bench-XXXXXX)
 chmod 0755 "$work" # QEMU runs as vmkernel-qemu and reads the migration TLS files under the state directories
-data=$work/standalone
-server=
-cleanup() {
-  if [[ -n $server ]]; then
-    kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-  fi
-  for pid in $(pgrep -f "qemu-system.*$work" || true); do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/standalone-lib.sh
+trap standalone_cleanup EXIT
 
-mkdir -p "$data"
-"${vmctl[@]}" standalone --hosts 2 --data-dir "$data" --port 0 --datastore-dir "$work/datastores" >"$work/standalone.log" 2>&1 &
-server=$!
-until grep -q "Press Ctrl-C" "$work/standalone.log" 2>/dev/null; do
-  kill -0 "$server" 2>/dev/null || { cat "$work/standalone.log" >&2; exit 1; }
-  sleep 0.2
-done
-export KUBECONFIG=$data/kubeconfig
+start_standalone "$work" --hosts 2
 mapfile -t hosts < <(jq -r '.hosts[].name' "$data/standalone.json")
 echo "hosts: ${hosts[*]}" >&2
 
