@@ -307,6 +307,8 @@ public sealed class VirtualMachine : IAsyncDisposable
             return;
         }
         _process = process;
+        // Its cgroup too, so that it is removed when this VM stops (its processes are in it already).
+        _cgroup = _runtime.Cgroups?.Open(VmCgroupNames.For(Name, _runtime.HostName));
         try
         {
             // Serve the disks again first: QEMU's NBD client is reconnecting to this host's socket.
@@ -379,7 +381,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         IReadOnlyList<string> procs = [];
         if (_runtime.Cgroups is { } cgroups)
         {
-            _cgroup = cgroups.Create(Name, Spec.Resources ?? VmResources.Default(Spec.Cpu.VCpus));
+            _cgroup = cgroups.Create(VmCgroupNames.For(Name, _runtime.HostName), Spec.Resources ?? VmResources.Default(Spec.Cpu.VCpus));
             procs = _cgroup.ProcsFiles;
         }
         // Always start paused and let the guest run only once the console pump is attached: QEMU drops
