@@ -17,18 +17,8 @@ scripts/setup.sh >&2
 vmctl=("$(scripts/build-vmctl.sh)")
 
 work=$(mktemp -d /tmp/vmk-e2e-bench-XXXXXX)
-data=$work/standalone
-server=
-cleanup() {
-  if [[ -n $server ]]; then
-    kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-  fi
-  for pid in $(pgrep -f "qemu-system.*$work" || true); do kill -9 "$pid" 2>/dev/null || true; done
-  jobs -p | xargs -r kill 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/standalone-lib.sh
+trap standalone_cleanup EXIT
 
 now() { date +%s%N; }
 
@@ -42,14 +32,7 @@ wait_up_glob() {
   done
 }
 
-mkdir -p "$data"
-"${vmctl[@]}" standalone --data-dir "$data" --port 0 --datastore-dir "$work/datastores" >"$work/standalone.log" 2>&1 &
-server=$!
-until grep -q "Press Ctrl-C" "$work/standalone.log" 2>/dev/null; do
-  kill -0 "$server" 2>/dev/null || { cat "$work/standalone.log" >&2; exit 1; }
-  sleep 0.2
-done
-export KUBECONFIG=$data/kubeconfig
+start_standalone "$work"
 host_dir=$(jq -r '.hosts[0].stateDir' "$data/standalone.json")
 
 # The guest `vmctl vm run` boots by default, as a VirtualMachine.

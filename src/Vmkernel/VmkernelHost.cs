@@ -93,7 +93,7 @@ public sealed class VmkernelHost : IAsyncDisposable
             VSwitch.Open(options.StateDirectory, new ProcessCommandRunner(options.NetworkNamespace), loggerFactory.CreateLogger<VSwitch>()),
             () => host?.VirtualMachines ?? [], loggerFactory.CreateLogger<HostNetwork>());
         var runtime = new VmRuntime(qemu, new QemuHostSettings(accelerator.Accelerator, user, options.Sandbox, HostEnvironment.TscKhz()), cgroups,
-            loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait) { Network = network };
+            loggerFactory, options.ShutdownTimeout, options.StartTimeout, storage, options.DiskLeaseWait) { Network = network, HostName = options.HostName };
         host = new VmkernelHost(options, runtime, accelerator, HostEnvironment.MemoryBytes(), logger) { _stateLock = stateLock };
         host.Migrations = new LiveMigrations(host, migrationAddress, migrationTls, options.DiskLeaseWait, loggerFactory.CreateLogger<LiveMigrations>());
         storage.RestoreMounts();

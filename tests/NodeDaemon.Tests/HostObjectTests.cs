@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using k8s;
 using k8s.Models;
 
@@ -39,9 +40,14 @@ public sealed class HostObjectTests(ApiServerFixture api) : IClassFixture<ApiSer
         Assert.Equal("True", ready.GetProperty("status").GetString());
         Assert.Equal($"{_host.HostName}:{daemon.GrpcAddress.Port}", first.GetProperty("spec").GetProperty("endpoint").GetString());
 
-        // Someone asks for maintenance: the daemon's next reports leave the spec alone.
+        // Someone asks for maintenance and the operator reports on it in a condition of its own: the daemon's next
+        // reports leave the spec and that condition alone.
         await client.CustomObjects.PatchClusterCustomObjectAsync(
             new V1Patch("""{"spec":{"maintenance":true}}""", V1Patch.PatchType.MergePatch), "vmkernel.io", "v1alpha1", "hosts", _host.HostName);
+        var conditions = JsonNode.Parse(status.GetProperty("conditions").GetRawText())!.AsArray();
+        conditions.Add(new JsonObject { ["type"] = "MaintenanceMode", ["status"] = "True", ["reason"] = "Empty", ["message"] = "set by the test", ["lastTransitionTime"] = "2026-01-01T00:00:00Z" });
+        await client.CustomObjects.PatchClusterCustomObjectStatusAsync(
+            new V1Patch(new JsonObject { ["status"] = new JsonObject { ["conditions"] = conditions } }.ToJsonString(), V1Patch.PatchType.MergePatch), "vmkernel.io", "v1alpha1", "hosts", _host.HostName);
         var later = await Eventually.UntilAsync(() => GetHostAsync(client),
             h => string.CompareOrdinal(Heartbeat(h), Heartbeat(first)) > 0, Deadline, "a later heartbeat");
         var againLater = await Eventually.UntilAsync(() => GetHostAsync(client),
@@ -51,6 +57,8 @@ public sealed class HostObjectTests(ApiServerFixture api) : IClassFixture<ApiSer
         var transition = ready.GetProperty("lastTransitionTime").GetString();
         var readyLater = againLater.GetProperty("status").GetProperty("conditions").EnumerateArray().Single(c => c.GetProperty("type").GetString() == "Ready");
         Assert.Equal(transition, readyLater.GetProperty("lastTransitionTime").GetString()); // no flip, no new transition time
+        var maintenance = againLater.GetProperty("status").GetProperty("conditions").EnumerateArray().Single(c => c.GetProperty("type").GetString() == "MaintenanceMode");
+        Assert.Equal("set by the test", maintenance.GetProperty("message").GetString());
     }
 
     [Fact]

@@ -106,7 +106,7 @@ public sealed class TestHost : IAsyncDisposable
             var cgroups = Vmk.Vmkernel.Resources.CgroupManagerFactory.Detect();
             foreach (var vm in Directory.EnumerateDirectories(vms))
             {
-                cgroups.Open(Path.GetFileName(vm))?.Delete();
+                cgroups.Open(Vmk.Vmkernel.Resources.VmCgroupNames.For(Path.GetFileName(vm), HostName))?.Delete();
             }
         }
         try

@@ -34,7 +34,6 @@ public sealed class HostReporter(
     public const string Plural = "hosts";
 
     private readonly Dictionary<string, JsonObject> _conditions = new(StringComparer.Ordinal);
-    private bool _loadedConditions;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -138,10 +137,9 @@ public sealed class HostReporter(
             }
         }
         var current = existing.Value;
-        if (!_loadedConditions)
-        {
-            LoadConditions(current);
-        }
+        // Conditions are one array in a merge patch: taken from the object as it is now, so the ones others own
+        // (the operator's MaintenanceMode) are written back unchanged instead of this daemon's old copy of them.
+        LoadConditions(current);
         if (!(current.TryGetProperty("spec", out var spec) && spec.TryGetProperty("endpoint", out var ep) && ep.GetString() == endpoint))
         {
             var specPatch = new JsonObject { ["spec"] = new JsonObject { ["endpoint"] = endpoint } };
@@ -241,7 +239,7 @@ public sealed class HostReporter(
 
     private void LoadConditions(JsonElement current)
     {
-        _loadedConditions = true;
+        _conditions.Clear();
         if (current.TryGetProperty("status", out var status) && status.TryGetProperty("conditions", out var conditions) && conditions.ValueKind == JsonValueKind.Array)
         {
             foreach (var c in conditions.EnumerateArray())

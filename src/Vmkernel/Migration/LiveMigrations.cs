@@ -211,21 +211,35 @@ public sealed class LiveMigrations
         }
         var vm = _host.Get(name);
         var clock = Stopwatch.StartNew();
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        deadline.CancelAfter(TimeSpan.FromSeconds(30));
-        var status = await WaitForTerminalAsync(vm, deadline.Token, () => new MigrationException(
-            $"migration {migrationId}: the target has not received the complete state of VM '{name}' within 30 s; the guest stays paused"));
-        if (status.Phase != "completed")
+        // The source released the leases before it reported its completion, so they are taken while QEMU loads the
+        // last of the state: both are needed before cont, and the guest is paused for the longer one, not the sum.
+        // Nothing reaches the disks before cont (late-block-activate), and the exports refuse requests until then.
+        var leases = vm.TakeOverLeasesAsync(_leaseWait);
+        MigrationProgress status;
+        try
         {
-            throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            deadline.CancelAfter(TimeSpan.FromSeconds(30));
+            status = await WaitForTerminalAsync(vm, deadline.Token, () => new MigrationException(
+                $"migration {migrationId}: the target has not received the complete state of VM '{name}' within 30 s; the guest stays paused"));
+            if (status.Phase != "completed")
+            {
+                throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
+            }
+        }
+        catch
+        {
+            // The leases (if taken) go with the VM when it is cancelled and removed; a failure to take them is moot.
+            _ = leases.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            throw;
         }
         var loaded = clock.Elapsed;
-        var (check, leases, cont) = await vm.FinishIncomingAsync(migrationId, _leaseWait, ct);
+        var (check, leaseRest, cont) = await vm.FinishIncomingAsync(migrationId, leases, ct);
         _incoming.TryRemove(migrationId, out _);
         File.Delete(IncomingMarker(vm));
         _logger.LogInformation(
-            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms, command queue and status check {Check} ms, take leases {Leases} ms, cont {Cont} ms",
-            migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leases - cont), Ms(leases), Ms(cont));
+            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms (leases taken meanwhile), command queue and status check {Check} ms, leases still being taken after that {Leases} ms, cont {Cont} ms",
+            migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leaseRest - cont), Ms(leaseRest), Ms(cont));
         return vm;
     }
 

@@ -203,7 +203,10 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// Live migration, target side, once the migration stream is complete and the source released the disks:
     /// takes the leases (a failure leaves the guest paused and the disks untouched) and only then resumes.
     /// </summary>
-    internal async Task<(TimeSpan Check, TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, TimeSpan leaseWait, CancellationToken ct)
+    /// <summary>Incoming migration: takes the disk leases the source released (off the command queue, so it can overlap QEMU's last state load).</summary>
+    internal Task TakeOverLeasesAsync(TimeSpan leaseWait) => Task.Run(() => _runtime.Storage.TakeOverAsync(Name, leaseWait));
+
+    internal async Task<(TimeSpan Check, TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, Task leasesTaken, CancellationToken ct)
     {
         (TimeSpan, TimeSpan, TimeSpan) timings = default;
         await RunCommandAsync(async () =>
@@ -213,13 +216,10 @@ public sealed class VirtualMachine : IAsyncDisposable
             {
                 throw new VmkernelException($"VM '{Name}' is {State} and not waiting for migration {migrationId} ({Migration ?? "no migration"})");
             }
-            var qemuStatus = await _qmp.QueryStatusAsync(ct: ct);
-            if (qemuStatus != "paused")
-            {
-                throw new VmkernelException($"VM '{Name}': the migration stream has not completed (QEMU is {qemuStatus}); the guest stays paused");
-            }
+            // No query-status here: the caller saw the incoming migration "completed" in query-migrate, after which
+            // QEMU (started with -S) is paused; one QMP round trip less in the guest's pause.
             var check = clock.Elapsed;
-            await _runtime.Storage.TakeOverAsync(Name, leaseWait);
+            await leasesTaken;
             var leases = clock.Elapsed;
             await _qmp.ExecuteAsync("cont", ct: ct);
             timings = (check, leases - check, clock.Elapsed - leases);
@@ -307,6 +307,8 @@ public sealed class VirtualMachine : IAsyncDisposable
             return;
         }
         _process = process;
+        // Its cgroup too, so that it is removed when this VM stops (its processes are in it already).
+        _cgroup = _runtime.Cgroups?.Open(VmCgroupNames.For(Name, _runtime.HostName));
         try
         {
             // Serve the disks again first: QEMU's NBD client is reconnecting to this host's socket.
@@ -379,7 +381,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         IReadOnlyList<string> procs = [];
         if (_runtime.Cgroups is { } cgroups)
         {
-            _cgroup = cgroups.Create(Name, Spec.Resources ?? VmResources.Default(Spec.Cpu.VCpus));
+            _cgroup = cgroups.Create(VmCgroupNames.For(Name, _runtime.HostName), Spec.Resources ?? VmResources.Default(Spec.Cpu.VCpus));
             procs = _cgroup.ProcsFiles;
         }
         // Always start paused and let the guest run only once the console pump is attached: QEMU drops

@@ -18,4 +18,7 @@ internal sealed record VmRuntime(
 {
     /// <summary>The vSwitch that gives NICs on port groups their taps; null when the VMkernel runs without one.</summary>
     public Network.HostNetwork? Network { get; init; }
+
+    /// <summary>This host's name: part of each VM's cgroup id (<see cref="VmCgroupNames"/>).</summary>
+    public string HostName { get; init; } = "";
 }

@@ -26,9 +26,6 @@ public sealed class MigrationTests : IAsyncLifetime
     private static readonly TimeSpan Boot = TimeSpan.FromSeconds(180);
     private static readonly TimeSpan Move = TimeSpan.FromSeconds(180);
 
-    // Evacuating right after a cancelled migration of the same VM goes through the evacuation's retry (a known
-    // slow path, in the closing note of session 2): measured up to about 3 minutes under CI load.
-    private static readonly TimeSpan Evacuate = TimeSpan.FromSeconds(420);
     private static readonly JsonObject Plain = new() { ["encrypted"] = false };
     private TestCluster _cluster = null!;
     private TestNode _a = null!;
@@ -141,7 +138,7 @@ public sealed class MigrationTests : IAsyncLifetime
             await client.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch), CustomObject.Group, CustomObject.Version, Host.Plural, _a.Name);
         }
         console.Follow(_b);
-        var host = await Eventually.UntilAsync(() => _cluster.GetClusterAsync<Host>(Host.Plural, _a.Name), h => h?.Phase == "Maintenance", Evacuate,
+        var host = await Eventually.UntilAsync(() => _cluster.GetClusterAsync<Host>(Host.Plural, _a.Name), h => h?.Phase == "Maintenance", Move,
             "host A in Maintenance", h => h?.Status?.ToJsonString() + _cluster.Describe());
         vm = await _cluster.GetVmAsync(Ns, "stayer");
         Assert.Equal(_b.Name, vm!.AssignedHost);

@@ -31,8 +31,14 @@ public sealed class VmHostFixture : IAsyncDisposable
         return change is null ? options : change(options);
     }
 
-    public Task<VmkernelHost> OpenAsync(Func<VmkernelOptions, VmkernelOptions>? change = null) =>
-        VmkernelHost.OpenAsync(Options(change), NullLoggerFactory.Instance);
+    public Task<VmkernelHost> OpenAsync(Func<VmkernelOptions, VmkernelOptions>? change = null)
+    {
+        var options = Options(change);
+        _hostNames.Add(options.HostName);
+        return VmkernelHost.OpenAsync(options, NullLoggerFactory.Instance);
+    }
+
+    private readonly HashSet<string> _hostNames = [];
 
     /// <summary>Pids of QEMU processes started from this fixture's state directory.</summary>
     public IReadOnlyList<int> QemuPids() =>
@@ -63,7 +69,10 @@ public sealed class VmHostFixture : IAsyncDisposable
             var cgroups = Vmk.Vmkernel.Resources.CgroupManagerFactory.Detect();
             foreach (var vm in System.IO.Directory.EnumerateDirectories(vms))
             {
-                cgroups.Open(Path.GetFileName(vm))?.Delete();
+                foreach (var host in _hostNames)
+                {
+                    cgroups.Open(Vmk.Vmkernel.Resources.VmCgroupNames.For(Path.GetFileName(vm), host))?.Delete();
+                }
             }
         }
         try

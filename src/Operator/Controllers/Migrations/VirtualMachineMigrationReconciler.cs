@@ -145,6 +145,7 @@ public sealed class VirtualMachineMigrationReconciler(
         try
         {
             m = await Finalizers.AddAsync(api, m, Finalizer, ct).ConfigureAwait(false);
+            var mark = MarkVmAsync(vm, m.Name, "Scheduling", CancellationToken.None);
             m = await status.PatchAsync(m, MigrationObject.Plural, new JsonObject
             {
                 ["phase"] = "Scheduling",
@@ -154,7 +155,7 @@ public sealed class VirtualMachineMigrationReconciler(
                 ["message"] = $"migrating {m.VmName} from {running.Source} to {running.Target}",
                 ["observedGeneration"] = m.Metadata.Generation ?? 0,
             }, ct).ConfigureAwait(false);
-            await MarkVmAsync(vm, m.Name, "Scheduling", CancellationToken.None).ConfigureAwait(false);
+            await mark.ConfigureAwait(false);
         }
         catch
         {
@@ -197,8 +198,9 @@ public sealed class VirtualMachineMigrationReconciler(
             run.VmName = vmName;
 
             var vm = vms()?.Get(m.Namespace, m.VmName) ?? throw new MigrationFailure("VmNotFound", $"VirtualMachine {m.VmName} was deleted");
-            m = await PhaseAsync(m, "Preparing", $"preparing host {run.Target} to receive {m.VmName}", null).ConfigureAwait(false);
-            await MarkVmAsync(vm, m.Name, "Preparing", CancellationToken.None).ConfigureAwait(false);
+            // Status writes run beside the daemons' calls, not before them: the phases are for people to read, and
+            // every write in line would add an API round trip to the migration's total time.
+            var preparing = PhaseAndMarkAsync(m, vm, "Preparing", $"preparing host {run.Target} to receive {m.VmName}");
             PrepareIncomingResponse prepared;
             try
             {
@@ -208,12 +210,12 @@ public sealed class VirtualMachineMigrationReconciler(
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
+                await ((Task)preparing).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 throw new MigrationFailure("PrepareFailed", $"host {run.Target} could not prepare the VM: {Rpc.Describe(e)}");
             }
             run.Prepared = true;
+            m = await preparing.ConfigureAwait(false);
 
-            m = await PhaseAsync(m, "Running", $"sending {m.VmName}'s memory to host {run.Target}", null).ConfigureAwait(false);
-            await MarkVmAsync(vm, m.Name, "Running", CancellationToken.None).ConfigureAwait(false);
             MigrationProgress? last = null;
             var lastWrite = DateTimeOffset.MinValue;
             using (var stall = CancellationTokenSource.CreateLinkedTokenSource(ct))
@@ -233,6 +235,7 @@ public sealed class VirtualMachineMigrationReconciler(
                 {
                     using var call = sourceApi.MigrateOut(new MigrateOutRequest { MigrationId = id, Vm = vmName, TargetUri = prepared.IncomingUri, Policy = policy },
                         cancellationToken: stall.Token);
+                    m = await PhaseAndMarkAsync(m, vm, "Running", $"sending {m.VmName}'s memory to host {run.Target}").ConfigureAwait(false);
                     await foreach (var p in call.ResponseStream.ReadAllAsync(stall.Token).ConfigureAwait(false))
                     {
                         stall.CancelAfter(StallTimeout);
@@ -279,6 +282,7 @@ public sealed class VirtualMachineMigrationReconciler(
             run.Completed = true;
             Vm? resumed = null;
             Exception? finishError = null;
+            var finishing = System.Diagnostics.Stopwatch.StartNew();
             for (var attempt = 0; attempt < 3 && resumed is null; attempt++)
             {
                 try
@@ -291,9 +295,12 @@ public sealed class VirtualMachineMigrationReconciler(
                     logger.LogWarning(e, "FinishIncoming of {Vm} on {Host} failed (attempt {Attempt})", vmName, run.Target, attempt + 1);
                 }
             }
+            var finishMs = finishing.ElapsedMilliseconds;
             vm = vms()?.Get(m.Namespace, m.VmName) ?? vm;
             await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["host"] = run.Target, ["migration"] = null }, CancellationToken.None).ConfigureAwait(false);
-            var downtimeMs = last.DowntimeMs;
+            // What the guest notices: QEMU's stop-and-copy on the source, the source's handover (its disk exports
+            // revoked, the leases released) and FinishIncoming on the target (the leases taken, cont).
+            var downtimeMs = last.DowntimeMs + last.HandoverMs + finishMs;
             var progress = Progress(vm, last);
             progress["percent"] = 100;
             progress["remainingBytes"] = 0;
@@ -394,6 +401,14 @@ public sealed class VirtualMachineMigrationReconciler(
                 logger.LogWarning("Target {Host} of migration of {Vm} did not answer: {Error}", target.Name, vmName, Rpc.Describe(e));
             }
         }
+    }
+
+    private async Task<MigrationObject> PhaseAndMarkAsync(MigrationObject m, VmObject vm, string phase, string message)
+    {
+        var mark = MarkVmAsync(vm, m.Name, phase, CancellationToken.None);
+        var updated = await PhaseAsync(m, phase, message, null).ConfigureAwait(false);
+        await mark.ConfigureAwait(false);
+        return updated;
     }
 
     private static JsonObject Progress(VmObject vm, MigrationProgress p)
