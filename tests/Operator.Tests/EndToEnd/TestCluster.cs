@@ -304,12 +304,19 @@ public sealed class TestCluster : IAsyncDisposable
             {
             }
         }
-        // Whatever a failed test left in the machine's network namespace: taps, bridges, rules, dnsmasq.
+        // Whatever a failed test left in the machine's network namespace: taps, bridges, rules, dnsmasq; and the
+        // cgroups of the VMs whose QEMUs were killed above (a daemon leaves them to the next one; none comes here).
+        var cgroups = Vmk.Vmkernel.Resources.CgroupManagerFactory.Detect();
         foreach (var node in Hosts.Values)
         {
             if (!Directory.Exists(node.StateDirectory))
             {
                 continue;
+            }
+            var vms = Path.Combine(node.StateDirectory, "vms");
+            foreach (var vm in Directory.Exists(vms) ? Directory.EnumerateDirectories(vms) : [])
+            {
+                cgroups.Open(Vmk.Vmkernel.Resources.VmCgroupNames.For(Path.GetFileName(vm), node.Name))?.Delete();
             }
             var sw = Vmk.Vmkernel.Network.VSwitch.Open(node.StateDirectory, new Vmk.Vmkernel.Network.ProcessCommandRunner(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
             foreach (var record in sw.PortGroups)
