@@ -13,6 +13,11 @@ if (args.Length > 0 && args[0] == "certificates")
 {
     return CertificatesCommand.Run(args[1..]);
 }
+if (args.Contains("--help") || args.Contains("-h"))
+{
+    Console.WriteLine(DaemonOptions.Usage());
+    return 0;
+}
 
 var builder = WebApplication.CreateBuilder(args);
 builder.Configuration.AddEnvironmentVariables("VMKERNELD_");
@@ -22,9 +27,20 @@ builder.Services.Configure<DaemonOptions>(section);
 var options = section.Get<DaemonOptions>() ?? new DaemonOptions();
 
 using var startupLogs = LoggerFactory.Create(l => l.AddConsole());
-var (ca, serverCertificate) = TlsFiles.Load(options.TlsDirectory);
-var grpcEndpoint = DaemonOptions.ParseEndpoint(options.GrpcListen, "--grpc-listen");
-var metricsEndpoint = DaemonOptions.ParseEndpoint(options.MetricsListen, "--metrics-listen");
+System.Security.Cryptography.X509Certificates.X509Certificate2 ca, serverCertificate;
+System.Net.IPEndPoint grpcEndpoint, metricsEndpoint;
+try
+{
+    (ca, serverCertificate) = TlsFiles.Load(options.TlsDirectory);
+    grpcEndpoint = DaemonOptions.ParseEndpoint(options.GrpcListen, "--grpc-listen");
+    metricsEndpoint = DaemonOptions.ParseEndpoint(options.MetricsListen, "--metrics-listen");
+}
+catch (Exception e) when (e is IOException or ArgumentException or FormatException or System.Security.Cryptography.CryptographicException)
+{
+    // A setting the daemon cannot use: its own words and exit code 2, not a crash with a stack trace.
+    Console.Error.WriteLine($"vmkerneld: {e.Message}");
+    return 2;
+}
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
     kestrel.Listen(grpcEndpoint, listen =>
@@ -74,7 +90,16 @@ app.MapGrpcService<PortGroupApi>();
 app.MapGrpcService<MigrationApi>();
 app.MapMetrics("/metrics");
 
-await app.StartAsync();
+try
+{
+    await app.StartAsync();
+}
+catch (Exception e) when (e is IOException or Vmk.Vmkernel.VmkernelException or UnauthorizedAccessException or InvalidOperationException)
+{
+    // The state directory held by another vmkerneld, a port in use, an unusable setting: said once, exit 1.
+    Console.Error.WriteLine($"vmkerneld: cannot start: {e.Message}");
+    return 1;
+}
 var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
 // Scripts and tests wait for this line; with port 0 it is the only way to learn the ports.
 Console.WriteLine($"vmkerneld ready grpc={addresses.First(a => a.StartsWith("https:", StringComparison.Ordinal))} metrics={addresses.First(a => a.StartsWith("http:", StringComparison.Ordinal))}");

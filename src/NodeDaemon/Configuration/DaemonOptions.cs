@@ -32,6 +32,21 @@ public sealed class DaemonOptions
         ["--overlay-address"] = $"{Section}:{nameof(OverlayAddress)}",
     };
 
+    /// <summary>What `vmkerneld --help` prints: the switches and their defaults.</summary>
+    public static string Usage()
+    {
+        var defaults = new DaemonOptions();
+        var lines = SwitchMappings.Select(m =>
+        {
+            var property = typeof(DaemonOptions).GetProperty(m.Value[(Section.Length + 1)..])!;
+            var value = property.GetValue(defaults);
+            return $"  {m.Key,-28} {(value is null or "" ? "(none)" : Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture))}";
+        });
+        return "usage: vmkerneld [SWITCH VALUE]...   the per-host daemon (docs/node-daemon.md)\n" +
+            "       vmkerneld certificates --out DIR [--dns NAME]... [--ip ADDR]...   write a CA and certificates\n" +
+            "switches (default; each also VMKERNELD_Vmkerneld__<Name> in the environment):\n" + string.Join("\n", lines);
+    }
+
     /// <summary>VM state (spec, pidfile, QMP and console sockets); re-adoption after a restart reads it.</summary>
     public string StateDirectory { get; set; } = "/var/lib/vmkernel";
 
