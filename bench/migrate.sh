@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Live migration of the idle 256 MiB test guest (issue 9), ROUNDS rounds alternating in each round:
+# Live migration of the idle 256 MiB test guest (issue 9), ROUNDS rounds (after one warm-up round of each side that
+# is not counted) alternating in each round:
 #   (a) raw baseline: two local QEMU processes, QMP migrate, the target started with -incoming and resumed with
 #       cont (with TLS like the default policy, and without);
 #   (b) a VirtualMachineMigration through `vmctl standalone --hosts 2` (two vmkerneld in network namespaces sharing

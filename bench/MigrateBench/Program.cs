@@ -88,7 +88,14 @@ try
     await Task.Delay(TimeSpan.FromSeconds(30)); // the guests past their boot, idle: the state the issue measures
 
     var figures = new Dictionary<string, List<double>>(StringComparer.Ordinal);
-    void Add(string name, double value) => (figures.TryGetValue(name, out var l) ? l : figures[name] = []).Add(value);
+    var counting = false;
+    void Add(string name, double value)
+    {
+        if (counting)
+        {
+            (figures.TryGetValue(name, out var l) ? l : figures[name] = []).Add(value);
+        }
+    }
     double Med(string name) => Median(figures[name]);
     // QEMU's own tls-creds-x509 directory for the raw side, from the bench's CA, with the DH group the daemons install.
     var rawTlsDir = Path.Combine(work, "raw-tls");
@@ -98,8 +105,12 @@ try
         File.Copy(Path.Combine(tls, from), Path.Combine(rawTlsDir, to));
     }
     await File.WriteAllTextAsync(Path.Combine(rawTlsDir, "dh-params.pem"), MigrationTlsDirectory.DhParameters);
-    for (var round = 1; round <= rounds; round++)
+    // Round 0 warms both sides up and is not counted: the first migration of a freshly booted guest is slow on
+    // either side (seconds, not hundreds of ms), and the daemons' and operator's first calls pay for JIT
+    // compilation and new connections.
+    for (var round = 0; round <= rounds; round++)
     {
+        counting = round > 0;
         // (a) raw QEMU to QEMU: with TLS (the like-for-like pair of the default policy) and without.
         foreach (var rawTls in new[] { true, false })
         {
@@ -132,7 +143,7 @@ try
             Add($"{setup}_downtime_ms", downtime);
             Add($"{setup}_prepare_ms", prepared.TotalMilliseconds);
             Add($"{setup}_qemu_total_time_ms", qemuTotal);
-            Console.Error.WriteLine($"round {round} {setup}: total {total.TotalMilliseconds:0} ms (target start {prepared.TotalMilliseconds:0} ms: QEMU and QMP {spawned.TotalMilliseconds:0} ms, TLS object {(tlsReady - spawned).TotalMilliseconds:0} ms; QEMU total-time {qemuTotal} ms), " +
+            Console.Error.WriteLine($"round {(counting ? round : "0 (warm-up)")} {setup}: total {total.TotalMilliseconds:0} ms (target start {prepared.TotalMilliseconds:0} ms: QEMU and QMP {spawned.TotalMilliseconds:0} ms, TLS object {(tlsReady - spawned).TotalMilliseconds:0} ms; QEMU total-time {qemuTotal} ms), " +
                 $"downtime {downtime:0} ms (QEMU {qemuDowntime} ms + completion to cont {(total - completedAt).TotalMilliseconds:0} ms)");
             await rawQmp.ExecuteAsync("quit").ContinueWith(_ => { }, TaskScheduler.Default);
             await rawSource.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
@@ -179,7 +190,7 @@ try
             Add("vmk_total_ms", wall.TotalMilliseconds);
             Add("vmk_downtime_ms", downtime);
             Add("vmk_status_total_ms", statusTotal);
-            Console.Error.WriteLine($"round {round} vmk {from} -> {to}: total {wall.TotalMilliseconds:0} ms (status start to completion {statusTotal:0} ms), downtime {downtime:0} ms; {status["message"]}");
+            Console.Error.WriteLine($"round {(counting ? round : "0 (warm-up)")} vmk {from} -> {to}: total {wall.TotalMilliseconds:0} ms (status start to completion {statusTotal:0} ms), downtime {downtime:0} ms; {status["message"]}");
             // The next round starts from the VM Running on its new host (not counted).
             var settled = Stopwatch.StartNew();
             while ((await GetAsync(kube, "virtualmachines", vmName))?["status"] is not { } s || s["host"]?.GetValue<string>() != to || s["phase"]?.GetValue<string>() != "Running")
