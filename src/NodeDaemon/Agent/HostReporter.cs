@@ -107,6 +107,24 @@ public sealed class HostReporter(
 
     internal async Task ReportAsync(Kubernetes client, CancellationToken ct)
     {
+        // The status patch carries the resourceVersion it was built from: someone else's write in between (the
+        // operator's MaintenanceMode condition) makes it a conflict, and the report is built again from the new object.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await ReportOnceAsync(client, ct);
+                return;
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < 5)
+            {
+                logger.LogDebug("Host object changed while this report was built (attempt {Attempt}); building it again", attempt);
+            }
+        }
+    }
+
+    private async Task ReportOnceAsync(Kubernetes client, CancellationToken ct)
+    {
         var name = options.Value.EffectiveHostName;
         var endpoint = Endpoint();
         JsonElement? existing = null;
@@ -143,11 +161,15 @@ public sealed class HostReporter(
         if (!(current.TryGetProperty("spec", out var spec) && spec.TryGetProperty("endpoint", out var ep) && ep.GetString() == endpoint))
         {
             var specPatch = new JsonObject { ["spec"] = new JsonObject { ["endpoint"] = endpoint } };
-            await client.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(specPatch.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, Plural, name, cancellationToken: ct);
+            current = (JsonElement)await client.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(specPatch.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, Plural, name, cancellationToken: ct);
         }
         var phase = current.TryGetProperty("status", out var st) && st.TryGetProperty("phase", out var ph) ? ph.GetString() : null;
         var status = BuildStatus(phase);
         var patch = new JsonObject { ["status"] = status };
+        if (current.TryGetProperty("metadata", out var meta) && meta.TryGetProperty("resourceVersion", out var rv) && rv.GetString() is { } version)
+        {
+            patch["metadata"] = new JsonObject { ["resourceVersion"] = version };
+        }
         await client.CustomObjects.PatchClusterCustomObjectStatusAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, Plural, name, cancellationToken: ct);
     }
 
