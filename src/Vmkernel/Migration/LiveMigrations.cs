@@ -234,11 +234,11 @@ public sealed class LiveMigrations
             throw;
         }
         var loaded = clock.Elapsed;
-        var (check, leaseRest, cont) = await vm.FinishIncomingAsync(migrationId, leases, ct);
+        var (leaseRest, cont) = await vm.FinishIncomingAsync(migrationId, leases, ct);
         _incoming.TryRemove(migrationId, out _);
         File.Delete(IncomingMarker(vm));
         _logger.LogInformation(
-            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms (leases taken meanwhile), command queue and status check {Check} ms, leases still being taken after that {Leases} ms, cont {Cont} ms",
+            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms (leases taken meanwhile), command queue {Queue} ms, leases still being taken after that {Leases} ms, cont {Cont} ms",
             migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leaseRest - cont), Ms(leaseRest), Ms(cont));
         return vm;
     }

@@ -199,30 +199,30 @@ public sealed class VirtualMachine : IAsyncDisposable
         }, ct);
     }
 
-    /// <summary>
-    /// Live migration, target side, once the migration stream is complete and the source released the disks:
-    /// takes the leases (a failure leaves the guest paused and the disks untouched) and only then resumes.
-    /// </summary>
     /// <summary>Incoming migration: takes the disk leases the source released (off the command queue, so it can overlap QEMU's last state load).</summary>
     internal Task TakeOverLeasesAsync(TimeSpan leaseWait) => Task.Run(() => _runtime.Storage.TakeOverAsync(Name, leaseWait));
 
-    internal async Task<(TimeSpan Check, TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, Task leasesTaken, CancellationToken ct)
+    /// <summary>
+    /// Live migration, target side, once the migration stream is complete and the source released the disks:
+    /// waits for the leases (<paramref name="leasesTaken"/>; a failure leaves the guest paused and the disks
+    /// untouched) and only then resumes.
+    /// </summary>
+    internal async Task<(TimeSpan Leases, TimeSpan Cont)> FinishIncomingAsync(string migrationId, Task leasesTaken, CancellationToken ct)
     {
-        (TimeSpan, TimeSpan, TimeSpan) timings = default;
+        (TimeSpan, TimeSpan) timings = default;
         await RunCommandAsync(async () =>
         {
-            var clock = Stopwatch.StartNew();
             if (Migration != $"incoming:{migrationId}" || _qmp is null || State != VmState.Paused)
             {
                 throw new VmkernelException($"VM '{Name}' is {State} and not waiting for migration {migrationId} ({Migration ?? "no migration"})");
             }
             // No query-status here: the caller saw the incoming migration "completed" in query-migrate, after which
             // QEMU (started with -S) is paused; one QMP round trip less in the guest's pause.
-            var check = clock.Elapsed;
+            var clock = Stopwatch.StartNew();
             await leasesTaken;
             var leases = clock.Elapsed;
             await _qmp.ExecuteAsync("cont", ct: ct);
-            timings = (check, leases - check, clock.Elapsed - leases);
+            timings = (leases, clock.Elapsed - leases);
             Volatile.Write(ref _migration, null);
             SetStatus(VmState.Running, $"migrated in (migration {migrationId})", stopRequested: false);
         }, ct);
