@@ -36,6 +36,10 @@ public abstract class CustomObject : IKubernetesObject<V1ObjectMeta>
     [JsonIgnore]
     public string? Namespace => string.IsNullOrEmpty(Metadata.NamespaceProperty) ? null : Metadata.NamespaceProperty;
 
+    /// <summary>metadata.creationTimestamp as a point in time (the client gives an unspecified-kind UTC DateTime).</summary>
+    [JsonIgnore]
+    public DateTimeOffset? Created => Metadata.CreationTimestamp is { } t ? new DateTimeOffset(DateTime.SpecifyKind(t, DateTimeKind.Utc)) : null;
+
     /// <summary>A string at a path of dotted property names, e.g. <c>Str(Spec, "device", "path")</c>.</summary>
     public static string? Str(JsonNode? node, params string[] path)
     {

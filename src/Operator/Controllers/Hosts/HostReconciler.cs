@@ -30,8 +30,7 @@ public sealed class HostReconciler(StatusWriter status, EventRecorder events, Ti
         var evacuation = maintenance is null ? null : await maintenance.ReconcileAsync(host, ct).ConfigureAwait(false);
         // A Host the daemon has just created has no heartbeat until its first status write, a moment later:
         // judged only once the grace has passed since its creation, never on the first sight of the object.
-        if (age is null && host.Metadata.CreationTimestamp is { } created
-            && now - new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) is var since && since < grace)
+        if (age is null && now - host.Created is { } since && since < grace)
         {
             return ReconcileResult.RequeueAfter(grace - since + TimeSpan.FromSeconds(1));
         }

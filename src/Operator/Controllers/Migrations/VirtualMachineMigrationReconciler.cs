@@ -108,21 +108,16 @@ public sealed class VirtualMachineMigrationReconciler(
             return await QueueAsync(m, $"VirtualMachine {m.VmName} is being migrated by {owner}; this one waits for it", ct).ConfigureAwait(false);
         }
 
-        string? target;
+        string? queued, unfit = null;
         lock (_admission)
         {
-            if (Blocked(key) is { } why)
+            queued = Blocked(key);
+            if (queued is null)
             {
-                target = null;
-                source = why;
-            }
-            else
-            {
-                var (chosen, unfit) = placement.ChooseMigrationTarget(vm, source, m.TargetHost);
-                target = chosen;
+                var (chosen, why) = placement.ChooseMigrationTarget(vm, source, m.TargetHost);
                 if (chosen is null)
                 {
-                    source = "!" + unfit;
+                    unfit = why;
                 }
                 else
                 {
@@ -131,14 +126,14 @@ public sealed class VirtualMachineMigrationReconciler(
                 }
             }
         }
-        if (target is null)
+        if (queued is not null)
         {
-            if (source.StartsWith('!'))
-            {
-                var text = m.TargetHost is null ? "no host can take the VM: " + source[1..] : $"host {m.TargetHost} cannot take the VM: {source[1..]}";
-                return await FailAsync(m, "NoTarget", text, ct).ConfigureAwait(false);
-            }
-            return await QueueAsync(m, source, ct).ConfigureAwait(false);
+            return await QueueAsync(m, queued, ct).ConfigureAwait(false);
+        }
+        if (unfit is not null)
+        {
+            var text = m.TargetHost is null ? "no host can take the VM: " + unfit : $"host {m.TargetHost} cannot take the VM: {unfit}";
+            return await FailAsync(m, "NoTarget", text, ct).ConfigureAwait(false);
         }
 
         var running = _running[key];
@@ -213,7 +208,6 @@ public sealed class VirtualMachineMigrationReconciler(
                 await ((Task)preparing).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 throw new MigrationFailure("PrepareFailed", $"host {run.Target} could not prepare the VM: {Rpc.Describe(e)}");
             }
-            run.Prepared = true;
             m = await preparing.ConfigureAwait(false);
 
             MigrationProgress? last = null;
@@ -636,8 +630,6 @@ public sealed class VirtualMachineMigrationReconciler(
         public string? Id { get; set; }
 
         public string? VmName { get; set; }
-
-        public bool Prepared { get; set; }
 
         /// <summary>The source reported completion: past the point of no return.</summary>
         public bool Completed { get; set; }

@@ -49,41 +49,19 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
                 }
             }
             _assumed.Remove(key);
-            var placed = all.Where(v => v.AssignedHost is not null && ObjectKey.Of(v) != key)
-                .Select(v => new Assumed(v.AssignedHost!, v.CpuReservationMillicores, v.MemoryReservationBytes, v.VcpuMillicores, v.MemoryBytes))
-                .Concat(_assumed.Values).ToList();
-
-            var reasons = new List<string>();
-            string? best = null;
-            var bestScore = double.MaxValue;
-            var candidates = hosts.All.OrderBy(h => h.Name, StringComparer.Ordinal).ToList();
+            var candidates = hosts.All.ToList();
             if (candidates.Count == 0)
             {
                 return (null, "no Host exists: no vmkerneld has registered with the cluster");
             }
-            var gettingReady = new List<string>();
-            foreach (var host in candidates)
-            {
-                var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score);
-                if (why is not null)
-                {
-                    reasons.Add($"{host.Name}: {why}");
-                    if (why.EndsWith(" is not mounted", StringComparison.Ordinal) || why.EndsWith(" is not realized", StringComparison.Ordinal))
-                    {
-                        gettingReady.Add(host.Name);
-                    }
-                }
-                else if (score < bestScore)
-                {
-                    best = host.Name;
-                    bestScore = score;
-                }
-            }
+            var (best, unfit) = Best(vm, candidates, Placed(all, key), ignorePinnedHost: false);
             if (best is null)
             {
-                return (null, string.Join("; ", reasons));
+                return (null, Describe(unfit));
             }
-            var age = DateTimeOffset.UtcNow - (vm.Metadata.CreationTimestamp is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : DateTimeOffset.MinValue);
+            var gettingReady = unfit.Where(u => u.Why.EndsWith(" is not mounted", StringComparison.Ordinal) || u.Why.EndsWith(" is not realized", StringComparison.Ordinal))
+                .Select(u => u.Host).ToList();
+            var age = DateTimeOffset.UtcNow - (vm.Created ?? DateTimeOffset.MinValue);
             if (gettingReady.Count > 0 && age < SettleTime)
             {
                 settling = true;
@@ -103,37 +81,48 @@ public sealed class Placement(HostDirectory hosts, Func<ObjectCache<VmObject>?> 
         var key = ObjectKey.Of(vm);
         lock (_gate)
         {
-            var all = vms()?.List() ?? [];
-            var placed = all.Where(v => v.AssignedHost is not null && ObjectKey.Of(v) != key)
-                .Select(v => new Assumed(v.AssignedHost!, v.CpuReservationMillicores, v.MemoryReservationBytes, v.VcpuMillicores, v.MemoryBytes))
-                .Concat(_assumed.Where(kv => kv.Key != key).Select(kv => kv.Value)).ToList();
             if (wanted == source)
             {
                 return (null, $"it is the host the VM runs on");
             }
-            var candidates = hosts.All.Where(h => h.Name != source && (wanted is null || h.Name == wanted)).OrderBy(h => h.Name, StringComparer.Ordinal).ToList();
+            var candidates = hosts.All.Where(h => h.Name != source && (wanted is null || h.Name == wanted)).ToList();
             if (candidates.Count == 0)
             {
                 return (null, wanted is null ? $"no Host other than {source} exists" : $"Host {wanted} does not exist");
             }
-            var reasons = new List<string>();
-            string? best = null;
-            var bestScore = double.MaxValue;
-            foreach (var host in candidates)
-            {
-                var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score, ignorePinnedHost: true);
-                if (why is not null)
-                {
-                    reasons.Add($"{host.Name}: {why}");
-                }
-                else if (score < bestScore)
-                {
-                    best = host.Name;
-                    bestScore = score;
-                }
-            }
-            return best is null ? (null, string.Join("; ", reasons)) : (best, "");
+            var (best, unfit) = Best(vm, candidates, Placed(vms()?.List() ?? [], key), ignorePinnedHost: true);
+            return best is null ? (null, Describe(unfit)) : (best, "");
         }
+    }
+
+    /// <summary>What every other VM takes on each host: the cache's placements and the assumptions not yet in it.</summary>
+    private List<Assumed> Placed(IEnumerable<VmObject> all, ObjectKey except) =>
+        all.Where(v => v.AssignedHost is not null && ObjectKey.Of(v) != except)
+            .Select(v => new Assumed(v.AssignedHost!, v.CpuReservationMillicores, v.MemoryReservationBytes, v.VcpuMillicores, v.MemoryBytes))
+            .Concat(_assumed.Where(kv => kv.Key != except).Select(kv => kv.Value)).ToList();
+
+    private static string Describe(List<(string Host, string Why)> unfit) => string.Join("; ", unfit.Select(u => $"{u.Host}: {u.Why}"));
+
+    /// <summary>The best-scoring fit host (ties go to the first name), and why each other host does not fit.</summary>
+    private (string? Best, List<(string Host, string Why)> Unfit) Best(VmObject vm, IEnumerable<Host> candidates, List<Assumed> placed, bool ignorePinnedHost)
+    {
+        var unfit = new List<(string Host, string Why)>();
+        string? best = null;
+        var bestScore = double.MaxValue;
+        foreach (var host in candidates.OrderBy(h => h.Name, StringComparer.Ordinal))
+        {
+            var why = Unfit(vm, host, placed.Where(p => p.Host == host.Name).ToList(), out var score, ignorePinnedHost);
+            if (why is not null)
+            {
+                unfit.Add((host.Name, why));
+            }
+            else if (score < bestScore)
+            {
+                best = host.Name;
+                bestScore = score;
+            }
+        }
+        return (best, unfit);
     }
 
     /// <summary>Forgets an assumption (the VM was deleted, or its status.host write failed).</summary>
