@@ -22,7 +22,7 @@ public sealed class MigrationPolicyTests
         Assert.True(p.DisableTls);
         Assert.Equal(90, p.TimeoutSeconds);
         Assert.Equal(0, d.BandwidthBytesPerSecond);
-        Assert.Equal(300, d.DowntimeLimitMs);
+        Assert.Equal(30, d.DowntimeLimitMs);
         Assert.True(d.AutoConverge);
         Assert.False(d.DisableTls); // encrypted unless a policy turns it off
         Assert.Equal(600, d.TimeoutSeconds);
