@@ -72,12 +72,14 @@ internal sealed class PaxosLeaseManager
 
     /// <summary>
     /// Acquires a lease, waiting up to <paramref name="wait"/> for a live holder to release it or for a dead one
-    /// to be declared dead. <paramref name="describe"/> names the resource in errors.
+    /// to be declared dead, reading the leader every <paramref name="pollInterval"/> meanwhile (a read only, nothing
+    /// written while a live host holds it; default an eighth of the heartbeat interval, at least 2 ms).
+    /// <paramref name="describe"/> names the resource in errors.
     /// </summary>
-    public HeldLease Acquire(int resource, LeaseMode mode, TimeSpan wait, string describe)
+    public HeldLease Acquire(int resource, LeaseMode mode, TimeSpan wait, string describe, TimeSpan? pollInterval = null)
     {
         var deadline = Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency);
-        var poll = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond * 2, Sb.Timings.HeartbeatInterval.Ticks / 8));
+        var poll = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond * 2, pollInterval?.Ticks ?? Sb.Timings.HeartbeatInterval.Ticks / 8));
         var aborts = 0;
         while (true)
         {

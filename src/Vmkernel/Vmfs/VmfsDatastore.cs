@@ -392,9 +392,11 @@ public sealed class VmfsDatastore : IDisposable
 
     /// <summary>
     /// Opens a disk for I/O, holding its lease until the returned disk is disposed. Waits up to
-    /// <paramref name="wait"/> for another host's lease to be released or declared dead.
+    /// <paramref name="wait"/> for another host's lease to be released or declared dead, reading the lease every
+    /// <paramref name="poll"/> meanwhile (default: an eighth of the heartbeat interval; a live migration's handover,
+    /// where the release is due within milliseconds, asks for a few ms).
     /// </summary>
-    public VirtualDisk OpenDisk(string name, LeaseMode mode = LeaseMode.Exclusive, TimeSpan wait = default)
+    public VirtualDisk OpenDisk(string name, LeaseMode mode = LeaseMode.Exclusive, TimeSpan wait = default, TimeSpan? poll = null)
     {
         EnsureOpen();
         if (mode == LeaseMode.Free)
@@ -408,7 +410,7 @@ public sealed class VmfsDatastore : IDisposable
             throw ReadOnlyBase(fd);
         }
 
-        var lease = AcquireLocal(fd, mode, wait, $"cannot open disk '{name}'");
+        var lease = AcquireLocal(fd, mode, wait, $"cannot open disk '{name}'", poll);
         try
         {
             if (_journal.ReadHeader().State == JournalHeader.StateCommitted)
@@ -813,7 +815,7 @@ public sealed class VmfsDatastore : IDisposable
                 $"cannot create disk '{name}': all {Sb.MaxFiles} file descriptors of the datastore are in use; delete disks or reformat with more files (--max-files).");
     }
 
-    private VmfsLease AcquireLocal(FileDescriptor fd, LeaseMode mode, TimeSpan wait, string action)
+    private VmfsLease AcquireLocal(FileDescriptor fd, LeaseMode mode, TimeSpan wait, string action, TimeSpan? poll = null)
     {
         var resource = fd.Index + 1;
         lock (_localGate)
@@ -834,7 +836,7 @@ public sealed class VmfsDatastore : IDisposable
         HeldLease held;
         try
         {
-            held = _leases.Acquire(resource, mode, wait, $"disk '{fd.Name}'");
+            held = _leases.Acquire(resource, mode, wait, $"disk '{fd.Name}'", poll);
         }
         catch (VmfsException e) when (e.Code == VmfsErrorCode.Locked)
         {
