@@ -144,7 +144,7 @@ public sealed class StorageStack : IAsyncDisposable
                 }
                 var export = ExportName(vm, d);
                 opened.Add((export, disk, d.Datastore!));
-                Nbd.AddExport(export, disk, readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm}");
+                Nbd.AddExport(export, new RevocableDisk(disk, $"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}"), readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm}");
             }
         }
         catch
@@ -175,7 +175,7 @@ public sealed class StorageStack : IAsyncDisposable
                     ?? throw new VmkernelException($"disk '{d.Name}': {d.Datastore}/{d.DatastoreDisk} does not exist on this host's view of the datastore");
                 var export = ExportName(vm, d);
                 var gate = new LeaseGatedDisk($"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}", info.SizeBytes, d.ReadOnly);
-                Nbd.AddExport(export, gate, readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm} (incoming, no lease yet)");
+                Nbd.AddExport(export, new RevocableDisk(gate, $"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}"), readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm} (incoming, no lease yet)");
                 gates.Add((export, gate, d));
             }
         }
@@ -192,10 +192,11 @@ public sealed class StorageStack : IAsyncDisposable
     }
 
     /// <summary>
-    /// Live migration, target side, after the source released the leases: takes every disk's lease (a failure
-    /// releases what was taken and leaves the exports refusing) and only then lets requests through.
+    /// Live migration, target side, once the state arrived: takes every disk's lease as soon as the source released
+    /// it (waiting up to <paramref name="leaseWait"/>, reading it every <paramref name="poll"/>; a failure releases
+    /// what was taken and leaves the exports refusing) and only then lets requests through.
     /// </summary>
-    internal Task TakeOverAsync(string vm, TimeSpan leaseWait)
+    internal Task TakeOverAsync(string vm, TimeSpan leaseWait, TimeSpan? poll = null)
     {
         if (!_incoming.TryGetValue(vm, out var gates))
         {
@@ -208,7 +209,7 @@ public sealed class StorageStack : IAsyncDisposable
             {
                 try
                 {
-                    var disk = GetDatastore(d.Datastore!).Datastore.OpenDisk(d.DatastoreDisk!, d.ReadOnly ? LeaseMode.SharedRead : LeaseMode.Exclusive, leaseWait);
+                    var disk = GetDatastore(d.Datastore!).Datastore.OpenDisk(d.DatastoreDisk!, d.ReadOnly ? LeaseMode.SharedRead : LeaseMode.Exclusive, leaseWait, poll);
                     opened.Add((export, disk, d.Datastore!));
                 }
                 catch (VmfsException e)
@@ -239,10 +240,10 @@ public sealed class StorageStack : IAsyncDisposable
     }
 
     /// <summary>
-    /// Live migration, source side, at completion: revokes every export of the VM (all at once: each removal
-    /// returns only when its connections are cut and no request is in flight), then releases every lease. A lease
-    /// is released only after all exports are gone, so no write of this host's QEMU can land once another host
-    /// may own a disk. Returns how long each step took (the handover is in the guest's downtime).
+    /// Live migration, source side, at completion: revokes every export of the VM (new requests refused, the ones in
+    /// progress finished), then releases every lease, then cuts the exports' connections. A lease is released only
+    /// after all exports are revoked, so no write of this host's QEMU can land once another host may own a disk.
+    /// Returns how long the first two steps took (they are in the guest's downtime).
     /// </summary>
     internal async Task<(TimeSpan Revoke, TimeSpan Release)> HandOverAsync(string vm)
     {
@@ -255,14 +256,27 @@ public sealed class StorageStack : IAsyncDisposable
         {
             return (clock.Elapsed, TimeSpan.Zero);
         }
-        await Task.WhenAll(opened.Select(o => Nbd.RemoveExportAsync(o.Export)));
+        // Each export refuses requests from now on and the ones in progress have finished: nothing this host's QEMU
+        // (or any other client) sends can reach a disk once its lease is free. The connections are cut after the
+        // release, outside the guest's pause; an export that is not revocable is removed first.
+        var revocable = opened.Select(o => Nbd.FindExport(o.Export)?.Device as RevocableDisk).ToList();
+        if (revocable.All(r => r is not null))
+        {
+            revocable.ForEach(r => r!.Revoke());
+        }
+        else
+        {
+            await Task.WhenAll(opened.Select(o => Nbd.RemoveExportAsync(o.Export)));
+        }
         var revoke = clock.Elapsed;
         foreach (var (_, disk, _) in opened)
         {
             // One Disk Paxos release (read the leader, write it free) per disk; sector I/O, a few ms at most.
             disk.Dispose();
         }
-        return (revoke, clock.Elapsed - revoke);
+        var release = clock.Elapsed - revoke;
+        await Task.WhenAll(opened.Select(o => Nbd.RemoveExportAsync(o.Export)));
+        return (revoke, release);
     }
 
     /// <summary>Stops serving a VM's disks and releases their leases.</summary>
