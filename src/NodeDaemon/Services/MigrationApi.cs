@@ -121,6 +121,7 @@ public sealed class MigrationApi(
         DowntimeMs = (long)(p.Downtime?.TotalMilliseconds ?? 0),
         TotalMs = (long)p.TotalTime.TotalMilliseconds,
         HandoverMs = (long)(handover?.TotalMilliseconds ?? 0),
+        PausedAt = p.PausedAt is { } paused ? Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(paused) : null,
     };
 
     /// <summary>A caller that went away must not turn a completed migration into an error on this side.</summary>

@@ -17,8 +17,12 @@ namespace Vmk.Vmkernel.Migration;
 /// <item>source <see cref="MigrateOutAsync"/>: QMP <c>migrate</c> with the policy, progress from query-migrate;
 /// at completion QEMU is in postmigrate, its disk exports are removed (nothing it sends reaches a disk any more),
 /// the leases released and QEMU quits; the VM's definition leaves this host;</item>
-/// <item>target <see cref="FinishIncomingAsync"/>: takes the leases (must succeed) and only then resumes the guest.</item>
+/// <item>target, on its own once its QEMU has the whole state: takes the leases the moment the source released them
+/// (must succeed) and only then resumes the guest; <see cref="FinishIncomingAsync"/> waits for that and reports it.</item>
 /// </list>
+/// The target does not wait for the caller to relay the source's completion: its QEMU's completion means the source
+/// stopped the guest and sent all of it, and the leases (released by the source only after its exports are gone) are
+/// the only permission to resume. That keeps the caller's round trips out of the guest's pause.
 /// Any failure before the source's completion leaves the guest running on the source; <see cref="CancelAsync"/>
 /// stops a migration on either side (migrate_cancel on the source, the target's QEMU killed and its VM removed).
 /// </summary>
@@ -27,11 +31,20 @@ public sealed class LiveMigrations
     private const string TlsObjectId = "vmk-migration-tls";
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// How often the target asks its QEMU while it waits for the state: only a safety net, the MIGRATION event wakes
+    /// the wait at once, and the target's QEMU spends the transfer loading what arrives.
+    /// </summary>
+    private static readonly TimeSpan IncomingPollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often the target reads a lease the source is about to release (a read, nothing written).</summary>
+    private static readonly TimeSpan HandoverLeasePoll = TimeSpan.FromMilliseconds(2);
+
     private readonly VmkernelHost _host;
     private readonly string? _tlsDirectory;
     private readonly TimeSpan _leaseWait;
     private readonly ILogger _logger;
-    private readonly ConcurrentDictionary<string, string> _incoming = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Incoming> _incoming = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Outgoing> _outgoing = new(StringComparer.Ordinal);
 
     internal LiveMigrations(VmkernelHost host, IPAddress address, string? tlsDirectory, TimeSpan leaseWait, ILogger logger)
@@ -51,7 +64,7 @@ public sealed class LiveMigrations
 
     /// <summary>Migration ids in progress on this host, with their role ("incoming" or "outgoing") and VM.</summary>
     public IReadOnlyDictionary<string, (string Role, string Vm)> InProgress =>
-        _incoming.Select(kv => (kv.Key, (Role: "incoming", Vm: kv.Value)))
+        _incoming.Select(kv => (kv.Key, (Role: "incoming", Vm: kv.Value.Vm)))
             .Concat(_outgoing.Select(kv => (kv.Key, (Role: "outgoing", Vm: kv.Value.Vm))))
             .ToDictionary(x => x.Key, x => x.Item2);
 
@@ -69,7 +82,8 @@ public sealed class LiveMigrations
         {
             throw new MigrationException($"migration {migrationId}: this host already runs a VM named '{spec.Name}' ({existing.State}); a VM can be on one host only", MigrationErrorKind.Precondition);
         }
-        if (!_incoming.TryAdd(migrationId, spec.Name))
+        var incoming = new Incoming(spec.Name);
+        if (!_incoming.TryAdd(migrationId, incoming))
         {
             throw new MigrationException($"migration {migrationId} is already being prepared on this host", MigrationErrorKind.Precondition);
         }
@@ -90,6 +104,9 @@ public sealed class LiveMigrations
             await ConfigureTlsAsync(qmp, policy.Tls ? "server" : null, ct);
             var tls = clock.Elapsed;
             var uri = await ListenAsync(qmp, ct);
+            incoming.Resume = Task.Run(() => ResumeWhenCompleteAsync(migrationId, vm, incoming), CancellationToken.None);
+            _ = incoming.Resume.ContinueWith(t => _logger.LogWarning("Migration {Migration}: VM {Vm} not resumed on this host: {Error}", migrationId, spec.Name, t.Exception!.InnerException!.Message),
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             _logger.LogInformation(
                 "Migration {Migration}: VM {Vm} waits for its state on {Uri} (TLS {Tls}); prepared in {Total} ms: define {Define} ms, QEMU start {Start} ms, capabilities {Capabilities} ms, TLS object {TlsSetup} ms, migrate-incoming {Listen} ms",
                 migrationId, spec.Name, uri, policy.Tls ? "on" : "off", Ms(clock.Elapsed), Ms(defined), Ms(started - defined), Ms(capabilities - started), Ms(tls - capabilities), Ms(clock.Elapsed - tls));
@@ -122,6 +139,7 @@ public sealed class LiveMigrations
             throw new MigrationException($"migration {migrationId}: target '{targetUri}' is not a tcp:HOST:PORT address (PrepareIncoming on the target returns one)", MigrationErrorKind.InvalidArgument);
         }
         var vm = _host.Get(vmName);
+        var started = DateTimeOffset.UtcNow;
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var outgoing = new Outgoing(vmName, cancel);
         if (!_outgoing.TryAdd(migrationId, outgoing))
@@ -175,7 +193,7 @@ public sealed class LiveMigrations
                     steps = timings;
                     var full = figures is null ? handedOver! : await figures;
                     var completedAt = Volatile.Read(ref outgoing.CompletedEventAt) is > 0 and var at && at <= detectedAt ? at : detectedAt;
-                    handedOver = full with { HandoverTime = Stopwatch.GetElapsedTime(completedAt) };
+                    handedOver = full with { HandoverTime = Stopwatch.GetElapsedTime(completedAt), PausedAt = vm.LastPausedAt is { } paused && paused >= started ? paused : null };
                     progress?.Report(handedOver);
                 },
                 CancellationToken.None);
@@ -200,47 +218,65 @@ public sealed class LiveMigrations
     }
 
     /// <summary>
-    /// Target side, after the source's <see cref="MigrateOutAsync"/> returned: waits for QEMU to have loaded the
-    /// whole state, takes the disk leases and resumes the guest.
+    /// Target side, after the source's <see cref="MigrateOutAsync"/> returned: waits (up to 30 s) until this host
+    /// resumed the guest under its disk leases, which it does on its own as soon as its QEMU has the whole state and
+    /// the source released the leases, and ends the migration here.
     /// </summary>
     public async Task<VirtualMachine> FinishIncomingAsync(string migrationId, CancellationToken ct = default)
     {
-        if (!_incoming.TryGetValue(migrationId, out var name))
+        if (!_incoming.TryGetValue(migrationId, out var incoming) || incoming.Resume is not { } resume)
         {
             throw new MigrationException($"migration {migrationId} is not incoming on this host (prepare it first, or it was cancelled)", MigrationErrorKind.NotFound);
         }
-        var vm = _host.Get(name);
-        var clock = Stopwatch.StartNew();
-        // The source released the leases before it reported its completion, so they are taken while QEMU loads the
-        // last of the state: both are needed before cont, and the guest is paused for the longer one, not the sum.
-        // Nothing reaches the disks before cont (late-block-activate), and the exports refuse requests until then.
-        var leases = vm.TakeOverLeasesAsync(_leaseWait);
-        MigrationProgress status;
+        VirtualMachine vm;
         try
         {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            deadline.CancelAfter(TimeSpan.FromSeconds(30));
-            status = await WaitForTerminalAsync(vm, deadline.Token, () => new MigrationException(
-                $"migration {migrationId}: the target has not received the complete state of VM '{name}' within 30 s; the guest stays paused"));
-            if (status.Phase != "completed")
-            {
-                throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
-            }
+            vm = await resume.WaitAsync(TimeSpan.FromSeconds(30), ct);
         }
-        catch
+        catch (TimeoutException)
         {
-            // The leases (if taken) go with the VM when it is cancelled and removed; a failure to take them is moot.
-            _ = leases.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-            throw;
+            throw new MigrationException($"migration {migrationId}: the target has not received the complete state of VM '{incoming.Vm}' within 30 s; the guest stays paused");
         }
-        var loaded = clock.Elapsed;
-        var (leaseRest, cont) = await vm.FinishIncomingAsync(migrationId, leases, ct);
         _incoming.TryRemove(migrationId, out _);
-        File.Delete(IncomingMarker(vm));
-        _logger.LogInformation(
-            "Migration {Migration}: VM {Vm} runs on this host under its disk leases after {Total} ms: state loaded seen {Loaded} ms (leases taken meanwhile), command queue {Queue} ms, leases still being taken after that {Leases} ms, cont {Cont} ms",
-            migrationId, name, Ms(clock.Elapsed), Ms(loaded), Ms(clock.Elapsed - loaded - leaseRest - cont), Ms(leaseRest), Ms(cont));
         return vm;
+    }
+
+    /// <summary>
+    /// Target side, from the preparation on: waits for this host's QEMU to have loaded the whole state (only after the
+    /// source stopped the guest can it have), takes the disk leases as soon as the source released them and resumes
+    /// the guest. Ends without resuming when the migration is discarded here or QEMU reports it failed.
+    /// </summary>
+    private async Task<VirtualMachine> ResumeWhenCompleteAsync(string migrationId, VirtualMachine vm, Incoming incoming)
+    {
+        var status = await WaitForTerminalAsync(vm, incoming.Discarded.Token, () => new MigrationException(
+            $"migration {migrationId} of VM '{vm.Name}' was cancelled on this host before its state arrived"));
+        if (status.Phase != "completed")
+        {
+            throw new MigrationException($"migration {migrationId}: the target's QEMU reports the migration {status.Phase}{(status.Error is null ? "" : $": {status.Error}")}");
+        }
+        var clock = Stopwatch.StartNew();
+        await incoming.Gate.WaitAsync();
+        try
+        {
+            if (incoming.Discarded.IsCancellationRequested)
+            {
+                throw new MigrationException($"migration {migrationId} of VM '{vm.Name}' was cancelled on this host; the guest was not resumed here");
+            }
+            // Nothing reaches the disks before cont (late-block-activate), and the exports refuse requests until the
+            // leases are ours; the source releases them right after its own completion, so they are read every few ms.
+            var leases = vm.TakeOverLeasesAsync(_leaseWait, HandoverLeasePoll);
+            var (leaseWait, cont) = await vm.FinishIncomingAsync(migrationId, leases, CancellationToken.None);
+            incoming.Resumed = true;
+            File.Delete(IncomingMarker(vm));
+            _logger.LogInformation(
+                "Migration {Migration}: VM {Vm} runs on this host under its disk leases {Total} ms after its state was loaded: command queue {Queue} ms, waiting for the source to release the leases and taking them {Leases} ms, cont {Cont} ms",
+                migrationId, vm.Name, Ms(clock.Elapsed), Ms(clock.Elapsed - leaseWait - cont), Ms(leaseWait), Ms(cont));
+            return vm;
+        }
+        finally
+        {
+            incoming.Gate.Release();
+        }
     }
 
     /// <summary>
@@ -257,8 +293,7 @@ public sealed class LiveMigrations
         }
         if (_incoming.ContainsKey(migrationId))
         {
-            await DiscardIncomingAsync(migrationId);
-            return true;
+            return await DiscardIncomingAsync(migrationId);
         }
         return false;
     }
@@ -330,12 +365,13 @@ public sealed class LiveMigrations
         void OnStatus(object? _, string status)
         {
             // A QEMU that arrived here by migration said "completed" for that incoming one long ago; only a
-            // "completed" after this migration's own setup/active events is this migration's completion.
+            // "completed" after this migration's own setup/active events is this migration's completion. An incoming
+            // QEMU was started for this migration: its "completed" is this one's.
             if (status is "setup" or "active" or "pre-switchover" or "device")
             {
                 seen.Own = true;
             }
-            else if (status == "completed" && seen.Own)
+            else if (status == "completed" && (seen.Own || !outgoing))
             {
                 seen.Completed = true;
             }
@@ -346,10 +382,11 @@ public sealed class LiveMigrations
         {
             while (true)
             {
-                if (outgoing && seen.Completed)
+                if (seen.Completed)
                 {
-                    // The source's completion as QEMU announced it (postmigrate: paused, disks flushed and inactive).
-                    // The handover starts now; the final figures are queried alongside (see MigrateOutAsync).
+                    // The source's completion as QEMU announced it (postmigrate: paused, disks flushed and inactive):
+                    // the handover starts now, the final figures are queried alongside (see MigrateOutAsync). The
+                    // target's: the whole state is loaded (QEMU paused, -S), no query needed before the leases.
                     return new MigrationProgress("completed", last?.TransferredBytes ?? 0, 0, last?.DirtyPagesRate ?? 0, last?.Iteration ?? 0,
                         last?.TotalTime ?? TimeSpan.Zero, null, null);
                 }
@@ -385,7 +422,7 @@ public sealed class LiveMigrations
                 }
                 try
                 {
-                    await changed.WaitAsync(PollInterval, cancelled ? CancellationToken.None : ct);
+                    await changed.WaitAsync(outgoing ? PollInterval : IncomingPollInterval, cancelled ? CancellationToken.None : ct);
                 }
                 catch (OperationCanceledException)
                 {
@@ -466,12 +503,36 @@ public sealed class LiveMigrations
 
     private static string IncomingMarker(VirtualMachine vm) => Path.Combine(vm.Paths.Directory, "incoming-migration");
 
-    private async Task DiscardIncomingAsync(string migrationId)
+    /// <summary>
+    /// Stops an incoming migration here: its QEMU killed and the VM removed. False (and nothing touched) when the
+    /// guest already runs here: the source completed and released the leases, so this host has the only copy.
+    /// </summary>
+    private async Task<bool> DiscardIncomingAsync(string migrationId)
     {
-        if (!_incoming.TryRemove(migrationId, out var name) || _host.Find(name) is not { } vm)
+        if (!_incoming.TryGetValue(migrationId, out var incoming))
         {
-            return;
+            return false;
         }
+        await incoming.Gate.WaitAsync();
+        try
+        {
+            if (incoming.Resumed)
+            {
+                _incoming.TryRemove(migrationId, out _);
+                _logger.LogWarning("Migration {Migration}: not cancelled here, VM {Vm} already runs on this host (the source completed and let it go)", migrationId, incoming.Vm);
+                return false;
+            }
+            await incoming.Discarded.CancelAsync();
+        }
+        finally
+        {
+            incoming.Gate.Release();
+        }
+        if (!_incoming.TryRemove(migrationId, out _) || _host.Find(incoming.Vm) is not { } vm)
+        {
+            return true;
+        }
+        var name = incoming.Vm;
         try
         {
             await vm.KillAsync(CancellationToken.None);
@@ -485,6 +546,7 @@ public sealed class LiveMigrations
         {
             _logger.LogError("Migration {Migration}: the target VM {Vm} could not be removed: {Error}", migrationId, name, e.Message);
         }
+        return true;
     }
 
     private async Task ConfigureTlsAsync(QmpClient qmp, string? endpoint, CancellationToken ct)
@@ -565,6 +627,22 @@ public sealed class LiveMigrations
     {
         public volatile bool Own;
         public volatile bool Completed;
+    }
+
+    /// <summary>An incoming migration: its VM, the task that resumes it, and what serialises resuming against discarding.</summary>
+    private sealed class Incoming(string vm)
+    {
+        public string Vm { get; } = vm;
+
+        /// <summary>Set once the VM waits for its state; ends when it runs here (or cannot).</summary>
+        public Task<VirtualMachine>? Resume { get; set; }
+
+        /// <summary>Held while the leases are taken and the guest resumed, and while the migration is discarded.</summary>
+        public SemaphoreSlim Gate { get; } = new(1, 1);
+
+        public CancellationTokenSource Discarded { get; } = new();
+
+        public bool Resumed { get; set; }
     }
 
     private sealed class Outgoing(string vm, CancellationTokenSource cancel)

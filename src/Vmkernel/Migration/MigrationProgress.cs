@@ -29,6 +29,12 @@ public sealed record MigrationProgress(
     /// </summary>
     public TimeSpan? HandoverTime { get; init; }
 
+    /// <summary>
+    /// On the source's "completed" sample: when QEMU stopped the guest for the switch-over (QEMU's STOP event, wall
+    /// clock). The target's resume time minus this is the guest's whole pause.
+    /// </summary>
+    public DateTimeOffset? PausedAt { get; init; }
+
     /// <summary>Reads QEMU's query-migrate reply (MigrationInfo).</summary>
     public static MigrationProgress FromQueryMigrate(JsonElement info)
     {

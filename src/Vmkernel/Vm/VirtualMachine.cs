@@ -87,6 +87,9 @@ public sealed class VirtualMachine : IAsyncDisposable
     /// <summary>QEMU's MIGRATION events (their "status"), for the live migration that follows them.</summary>
     internal event EventHandler<string>? MigrationStatusChanged;
 
+    /// <summary>QEMU's timestamp (wall clock) of its last STOP event: when the guest last paused, e.g. for a switch-over.</summary>
+    internal DateTimeOffset? LastPausedAt { get; private set; }
+
     /// <summary>
     /// The argv for this VM on this host, as a person would run it by hand. The VMkernel itself adds -S and
     /// resumes the guest with QMP `cont` once the console is attached.
@@ -200,7 +203,7 @@ public sealed class VirtualMachine : IAsyncDisposable
     }
 
     /// <summary>Incoming migration: takes the disk leases the source released (off the command queue, so it can overlap QEMU's last state load).</summary>
-    internal Task TakeOverLeasesAsync(TimeSpan leaseWait) => Task.Run(() => _runtime.Storage.TakeOverAsync(Name, leaseWait));
+    internal Task TakeOverLeasesAsync(TimeSpan leaseWait, TimeSpan? poll = null) => Task.Run(() => _runtime.Storage.TakeOverAsync(Name, leaseWait, poll));
 
     /// <summary>
     /// Live migration, target side, once the migration stream is complete and the source released the disks:
@@ -485,6 +488,7 @@ public sealed class VirtualMachine : IAsyncDisposable
                             && ev.Data.TryGetProperty("guest", out var g) && g.ValueKind == JsonValueKind.True;
                         break;
                     case "STOP" when !_exitExpected && State == VmState.Running:
+                        LastPausedAt = ev.Timestamp;
                         SetStatus(VmState.Paused, "paused", stopRequested: false);
                         break;
                     case "RESUME" when State == VmState.Paused:

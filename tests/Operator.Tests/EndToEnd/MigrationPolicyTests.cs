@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Google.Protobuf.WellKnownTypes;
 using Vmk.Operator.Apis.V1Alpha1;
 using Vmk.Operator.Controllers.Migrations;
 
@@ -39,6 +40,20 @@ public sealed class MigrationPolicyTests
     [InlineData("5 minutes")]
     [InlineData("10")]
     public void Anything_else_is_no_duration(string text) => Assert.Null(MigrationPolicies.Duration(text));
+
+    [Fact]
+    public void The_downtime_is_the_source_pause_to_the_target_resume_unless_the_hosts_clocks_disagree()
+    {
+        var paused = new DateTimeOffset(2026, 11, 28, 16, 0, 0, TimeSpan.Zero);
+        var completed = new Vmk.NodeDaemon.Protos.MigrationProgress { Phase = "completed", DowntimeMs = 12, PausedAt = Timestamp.FromDateTimeOffset(paused) };
+        Vmk.NodeDaemon.Protos.Vm Resumed(double ms) => new() { Status = new Vmk.NodeDaemon.Protos.VmStatus { Since = Timestamp.FromDateTimeOffset(paused.AddMilliseconds(ms)) } };
+
+        Assert.Equal(38, VirtualMachineMigrationReconciler.GuestPauseMs(completed, Resumed(37.2)));
+        // A resume "before" QEMU's own stop-and-copy ended: the clocks disagree, the caller sums what each side measured.
+        Assert.Null(VirtualMachineMigrationReconciler.GuestPauseMs(completed, Resumed(5)));
+        Assert.Null(VirtualMachineMigrationReconciler.GuestPauseMs(new Vmk.NodeDaemon.Protos.MigrationProgress { Phase = "completed", DowntimeMs = 12 }, Resumed(37)));
+        Assert.Null(VirtualMachineMigrationReconciler.GuestPauseMs(completed, null));
+    }
 
     private static VirtualMachineMigration Migration(JsonObject? policy) => new()
     {

@@ -108,6 +108,35 @@ public sealed class LiveMigrationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_target_resumes_the_guest_as_soon_as_the_source_let_it_go_and_a_late_cancel_there_leaves_it_running()
+    {
+        var vm = await BootAsync();
+        var incoming = await _hostB.Migrations.PrepareIncomingAsync("on-its-own", vm.Spec, Tls);
+        var arrived = _hostB.Get(Vm);
+        using var timeout = new CancellationTokenSource(Boot);
+        var running = arrived.WaitForStateAsync(VmState.Running, timeout.Token);
+
+        var result = await _hostA.Migrations.MigrateOutAsync("on-its-own", Vm, incoming.Uri, Tls).WaitAsync(Boot);
+
+        // No FinishIncoming yet: the target took the leases the source released and resumed the guest by itself.
+        var resumed = await running;
+        Assert.Equal("esx-b", Lease().OwnerHost);
+        // The pause, from the source's STOP to the target's resume (one clock here), covers QEMU's own stop-and-copy.
+        Assert.NotNull(result.Final.PausedAt);
+        var pause = resumed.Since - result.Final.PausedAt!.Value;
+        Assert.True(pause >= result.Final.Downtime!.Value - TimeSpan.FromMilliseconds(1), $"pause {pause.TotalMilliseconds} ms, QEMU's downtime {result.Final.Downtime.Value.TotalMilliseconds} ms");
+        Assert.True(pause < TimeSpan.FromSeconds(5), $"pause {pause.TotalMilliseconds} ms");
+
+        // The operator cancelling now (it lost the source's stream, say) must not kill the only copy of the guest.
+        Assert.False(await _hostB.Migrations.CancelAsync("on-its-own"));
+        Assert.Equal(VmState.Running, arrived.State);
+        var lastTick = ConsoleRecorder.Parse(System.Text.Encoding.UTF8.GetString(arrived.Console!.Snapshot()), "VMK-TICK").DefaultIfEmpty(0).Max();
+        await LineAsync(arrived, "VMK-TICK ", n => n > lastTick);
+        Assert.DoesNotContain("on-its-own", _hostB.Migrations.InProgress.Keys);
+        await arrived.StopAsync();
+    }
+
+    [Fact]
     public async Task Cancel_leaves_the_guest_running_on_the_source_removes_the_target_and_the_next_migration_runs_at_full_speed()
     {
         var vm = await BootAsync();

@@ -292,9 +292,10 @@ public sealed class VirtualMachineMigrationReconciler(
             var finishMs = finishing.ElapsedMilliseconds;
             vm = vms()?.Get(m.Namespace, m.VmName) ?? vm;
             await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["host"] = run.Target, ["migration"] = null }, CancellationToken.None).ConfigureAwait(false);
-            // What the guest notices: QEMU's stop-and-copy on the source, the source's handover (its disk exports
-            // revoked, the leases released) and FinishIncoming on the target (the leases taken, cont).
-            var downtimeMs = last.DowntimeMs + last.HandoverMs + finishMs;
+            // What the guest notices: from the source's QEMU pausing it to the target resuming it (the two hosts'
+            // clocks). Should those disagree by more than the pause, the parts each side measured on its own clock:
+            // QEMU's stop-and-copy, the source's handover and the FinishIncoming call.
+            var downtimeMs = GuestPauseMs(last, resumed) ?? last.DowntimeMs + last.HandoverMs + finishMs;
             var progress = Progress(vm, last);
             progress["percent"] = 100;
             progress["remainingBytes"] = 0;
@@ -395,6 +396,20 @@ public sealed class VirtualMachineMigrationReconciler(
                 logger.LogWarning("Target {Host} of migration of {Vm} did not answer: {Error}", target.Name, vmName, Rpc.Describe(e));
             }
         }
+    }
+
+    /// <summary>
+    /// The guest's pause across both hosts: the target's Running since (after FinishIncoming) minus the source's
+    /// paused_at; null when either is missing or the clocks disagree (a pause shorter than QEMU's own stop-and-copy).
+    /// </summary>
+    internal static long? GuestPauseMs(MigrationProgress completed, Vm? resumed)
+    {
+        if (completed.PausedAt is null || resumed?.Status?.Since is null)
+        {
+            return null;
+        }
+        var pause = (resumed.Status.Since.ToDateTimeOffset() - completed.PausedAt.ToDateTimeOffset()).TotalMilliseconds;
+        return pause >= completed.DowntimeMs ? (long)Math.Ceiling(pause) : null;
     }
 
     private async Task<MigrationObject> PhaseAndMarkAsync(MigrationObject m, VmObject vm, string phase, string message)
