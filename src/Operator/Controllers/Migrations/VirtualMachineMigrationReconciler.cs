@@ -325,6 +325,15 @@ public sealed class VirtualMachineMigrationReconciler(
             };
             result = cancelled ? "cancelled" : "failed";
             await CancelOnHostsAsync(run, message).ConfigureAwait(false);
+            if (await RunsOnTargetAsync(run).ConfigureAwait(false))
+            {
+                // The target resumes the guest by itself once the source let it go (docs/migration.md): a report of
+                // the source lost after its completion (its daemon restarted in that moment) is no failure, and the
+                // target, holding the only copy, refused the cancel.
+                result = "succeeded";
+                await SettledOnTargetAsync(m, run, $"the source completed and let it go, but its report was lost ({message})").ConfigureAwait(false);
+                return;
+            }
             var vm = vms()?.Get(m.Namespace, m.VmName);
             var where = await DescribeSourceAsync(run).ConfigureAwait(false);
             if (vm is not null)
@@ -522,6 +531,44 @@ public sealed class VirtualMachineMigrationReconciler(
             {
                 logger.LogWarning("Cancel of migration {Id} on {Host} failed: {Error}", run.Id, side, Rpc.Describe(e));
             }
+        }
+    }
+
+    /// <summary>Whether the target runs the VM, resumed there by this migration (an incoming VM stays paused, marked, until then).</summary>
+    private async Task<bool> RunsOnTargetAsync(Running run)
+    {
+        var host = hosts.Get(run.Target);
+        if (host?.Endpoint is null || run.VmName is null)
+        {
+            return false;
+        }
+        try
+        {
+            var vm = await daemons.Vms(host.Name, host.Endpoint).GetAsync(new VmRef { Name = run.VmName }, deadline: Rpc.Deadline(10)).ConfigureAwait(false);
+            return vm.Status.State == VmState.Running && string.IsNullOrEmpty(vm.Status.Migration);
+        }
+        catch (RpcException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The VM moved although this run lost track of the source: its host is the target from now on.</summary>
+    private async Task SettledOnTargetAsync(MigrationObject m, Running run, string how)
+    {
+        var vm = vms()?.Get(m.Namespace, m.VmName);
+        if (vm is not null)
+        {
+            await status.PatchAsync(vm, VmObject.Plural, new JsonObject { ["host"] = run.Target, ["migration"] = null }, CancellationToken.None).ConfigureAwait(false);
+            await events.NormalAsync(vm, "Migrated", $"live-migrated from host {run.Source} to host {run.Target} by {m.Name} ({how})", CancellationToken.None).ConfigureAwait(false);
+        }
+        try
+        {
+            await FinishAsync(m, "Succeeded", "Completed", $"{m.VmName} runs on host {run.Target}: {how}", null, null).ConfigureAwait(false);
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (Finalizers.IsBeingDeleted(m))
+        {
+            logger.LogDebug(e, "Status of deleted migration {Migration} not written", m.Name);
         }
     }
 
