@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Vmk.Vmkernel.Nbd;
 using Vmk.Vmkernel.Vm;
 using Vmk.Vmkernel.Vmfs;
+using AttachedDisk = (string Export, Vmk.Vmkernel.Vmfs.VirtualDisk Disk, string Datastore, Vmk.Vmkernel.Storage.LeaseGatedDisk Gate);
 
 namespace Vmk.Vmkernel.Storage;
 
@@ -19,7 +20,7 @@ public sealed class StorageStack : IAsyncDisposable
     private static readonly JsonSerializerOptions MountsJson = new() { WriteIndented = true };
 
     private readonly ConcurrentDictionary<string, MountedDatastore> _datastores = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, List<(string Export, VirtualDisk Disk, string Datastore)>> _attached = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, List<AttachedDisk>> _attached = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, List<(string Export, LeaseGatedDisk Gate, DiskSpec Spec)>> _incoming = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private readonly string _mountsFile;
@@ -127,7 +128,7 @@ public sealed class StorageStack : IAsyncDisposable
     internal async Task<IReadOnlyList<DiskSpec>> AttachAsync(string vm, IReadOnlyList<DiskSpec> disks, TimeSpan leaseWait)
     {
         await DetachAsync(vm);
-        var opened = new List<(string Export, VirtualDisk Disk, string Datastore)>();
+        var opened = new List<AttachedDisk>();
         try
         {
             foreach (var d in disks.Where(d => d.Datastore is not null))
@@ -143,8 +144,10 @@ public sealed class StorageStack : IAsyncDisposable
                     throw new VmkernelException($"disk '{d.Name}' ({d.Datastore}/{d.DatastoreDisk}) cannot be opened: {e.Message}", e);
                 }
                 var export = ExportName(vm, d);
-                opened.Add((export, disk, d.Datastore!));
-                Nbd.AddExport(export, new RevocableDisk(disk, $"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}"), readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm}");
+                var gate = new LeaseGatedDisk($"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}", disk.Size, d.ReadOnly);
+                gate.Activate(disk);
+                opened.Add((export, disk, d.Datastore!, gate));
+                Nbd.AddExport(export, gate, readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm}");
             }
         }
         catch
@@ -175,7 +178,7 @@ public sealed class StorageStack : IAsyncDisposable
                     ?? throw new VmkernelException($"disk '{d.Name}': {d.Datastore}/{d.DatastoreDisk} does not exist on this host's view of the datastore");
                 var export = ExportName(vm, d);
                 var gate = new LeaseGatedDisk($"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}", info.SizeBytes, d.ReadOnly);
-                Nbd.AddExport(export, new RevocableDisk(gate, $"disk {d.Datastore}/{d.DatastoreDisk} of VM {vm}"), readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm} (incoming, no lease yet)");
+                Nbd.AddExport(export, gate, readOnly: d.ReadOnly, description: $"{d.Datastore}/{d.DatastoreDisk} of VM {vm} (incoming, no lease yet)");
                 gates.Add((export, gate, d));
             }
         }
@@ -202,15 +205,15 @@ public sealed class StorageStack : IAsyncDisposable
         {
             throw new VmkernelException($"VM '{vm}' has no incoming disks on this host to take over");
         }
-        var opened = new List<(string Export, VirtualDisk Disk, string Datastore)>();
+        var opened = new List<AttachedDisk>();
         try
         {
-            foreach (var (export, _, d) in gates)
+            foreach (var (export, gate, d) in gates)
             {
                 try
                 {
                     var disk = GetDatastore(d.Datastore!).Datastore.OpenDisk(d.DatastoreDisk!, d.ReadOnly ? LeaseMode.SharedRead : LeaseMode.Exclusive, leaseWait, poll);
-                    opened.Add((export, disk, d.Datastore!));
+                    opened.Add((export, disk, d.Datastore!, gate));
                 }
                 catch (VmfsException e)
                 {
@@ -220,16 +223,16 @@ public sealed class StorageStack : IAsyncDisposable
         }
         catch
         {
-            foreach (var (_, disk, _) in opened)
+            foreach (var (_, disk, _, _) in opened)
             {
                 disk.Dispose();
             }
             throw;
         }
         // Every lease is ours: open the gates. From here on the disks are released like any attached VM's.
-        for (var i = 0; i < gates.Count; i++)
+        foreach (var (_, disk, _, gate) in opened)
         {
-            gates[i].Gate.Activate(opened[i].Disk);
+            gate.Activate(disk);
         }
         _incoming.TryRemove(vm, out _);
         if (opened.Count > 0)
@@ -258,18 +261,13 @@ public sealed class StorageStack : IAsyncDisposable
         }
         // Each export refuses requests from now on and the ones in progress have finished: nothing this host's QEMU
         // (or any other client) sends can reach a disk once its lease is free. The connections are cut after the
-        // release, outside the guest's pause; an export that is not revocable is removed first.
-        var revocable = opened.Select(o => Nbd.FindExport(o.Export)?.Device as RevocableDisk).ToList();
-        if (revocable.All(r => r is not null))
+        // release, outside the guest's pause.
+        foreach (var (_, _, _, gate) in opened)
         {
-            revocable.ForEach(r => r!.Revoke());
-        }
-        else
-        {
-            await Task.WhenAll(opened.Select(o => Nbd.RemoveExportAsync(o.Export)));
+            gate.Revoke();
         }
         var revoke = clock.Elapsed;
-        foreach (var (_, disk, _) in opened)
+        foreach (var (_, disk, _, _) in opened)
         {
             // One Disk Paxos release (read the leader, write it free) per disk; sector I/O, a few ms at most.
             disk.Dispose();
@@ -300,7 +298,7 @@ public sealed class StorageStack : IAsyncDisposable
         await Nbd.DisposeAsync();
         foreach (var opened in _attached.Values)
         {
-            foreach (var (_, disk, _) in opened)
+            foreach (var (_, disk, _, _) in opened)
             {
                 disk.Dispose();
             }
@@ -337,9 +335,9 @@ public sealed class StorageStack : IAsyncDisposable
 
     private static string ExportName(string vm, DiskSpec d) => $"{vm}/{d.Name}";
 
-    private async Task ReleaseAsync(List<(string Export, VirtualDisk Disk, string Datastore)> opened)
+    private async Task ReleaseAsync(List<AttachedDisk> opened)
     {
-        foreach (var (export, disk, _) in opened)
+        foreach (var (export, disk, _, _) in opened)
         {
             // Stop serving before the lease goes: no write may reach the disk once another host can own it.
             await Nbd.RemoveExportAsync(export);

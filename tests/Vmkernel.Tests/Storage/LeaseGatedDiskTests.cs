@@ -6,7 +6,7 @@ namespace Vmk.Vmkernel.Tests.Storage;
 /// A migration's source revokes its disk exports before it releases the leases: a write already inside finishes
 /// first, and nothing gets in afterwards.
 /// </summary>
-public sealed class RevocableDiskTests : IDisposable
+public sealed class LeaseGatedDiskTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("vmk-revoke-").FullName;
 
@@ -17,7 +17,8 @@ public sealed class RevocableDiskTests : IDisposable
     {
         using var file = FileBlockDevice.Create(Path.Combine(_directory, "d.img"), 1 << 20);
         var slow = new BlockingWrites(file);
-        var disk = new RevocableDisk(slow, "disk ds/seq of VM test");
+        var disk = new LeaseGatedDisk("disk ds/seq of VM test", file.Size, readOnly: false);
+        disk.Activate(slow);
         var data = new byte[4096];
         Array.Fill(data, (byte)0x5a);
 
