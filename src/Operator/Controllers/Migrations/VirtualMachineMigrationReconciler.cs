@@ -537,15 +537,10 @@ public sealed class VirtualMachineMigrationReconciler(
     /// <summary>Whether the target runs the VM, resumed there by this migration (an incoming VM stays paused, marked, until then).</summary>
     private async Task<bool> RunsOnTargetAsync(Running run)
     {
-        var host = hosts.Get(run.Target);
-        if (host?.Endpoint is null || run.VmName is null)
-        {
-            return false;
-        }
         try
         {
-            var vm = await daemons.Vms(host.Name, host.Endpoint).GetAsync(new VmRef { Name = run.VmName }, deadline: Rpc.Deadline(10)).ConfigureAwait(false);
-            return vm.Status.State == VmState.Running && string.IsNullOrEmpty(vm.Status.Migration);
+            return await VmOnHostAsync(run.Target, run.VmName).ConfigureAwait(false) is { } vm
+                && vm.Status.State == VmState.Running && string.IsNullOrEmpty(vm.Status.Migration);
         }
         catch (RpcException)
         {
@@ -575,20 +570,27 @@ public sealed class VirtualMachineMigrationReconciler(
     /// <summary>Where the guest is now, for the failure message a person reads.</summary>
     private async Task<string> DescribeSourceAsync(Running run)
     {
-        var host = hosts.Get(run.Source);
-        if (host?.Endpoint is null || run.VmName is null)
-        {
-            return $"the VM stays on host {run.Source}";
-        }
         try
         {
-            var vm = await daemons.Vms(host.Name, host.Endpoint).GetAsync(new VmRef { Name = run.VmName }, deadline: Rpc.Deadline(10)).ConfigureAwait(false);
-            return $"the VM stays on host {run.Source} ({vm.Status.State.ToString().ToLowerInvariant()})";
+            return await VmOnHostAsync(run.Source, run.VmName).ConfigureAwait(false) is { } vm
+                ? $"the VM stays on host {run.Source} ({vm.Status.State.ToString().ToLowerInvariant()})"
+                : $"the VM stays on host {run.Source}";
         }
         catch (RpcException e)
         {
             return $"the VM's state on host {run.Source} is unknown: {Rpc.Describe(e)}";
         }
+    }
+
+    /// <summary>The VM as one host's daemon has it; null when the host (or the VM's daemon name) is not known. Throws what the daemon answered otherwise.</summary>
+    private async Task<Vm?> VmOnHostAsync(string hostName, string? vmName)
+    {
+        var host = hosts.Get(hostName);
+        if (host?.Endpoint is null || vmName is null)
+        {
+            return null;
+        }
+        return await daemons.Vms(host.Name, host.Endpoint).GetAsync(new VmRef { Name = vmName }, deadline: Rpc.Deadline(10)).ConfigureAwait(false);
     }
 
     /// <summary>
