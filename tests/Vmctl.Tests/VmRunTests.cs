@@ -50,7 +50,7 @@ public sealed class VmRunTests : IDisposable
     [Trait("Category", "Slow")]
     public async Task Run_shows_the_guest_console_and_ctrl_c_stops_the_vm()
     {
-        using var vmctl = VmctlProcess.Start("vm", "run", "--name", "demo", "--accel", "tcg", "--state-dir", _stateDir);
+        using var vmctl = VmctlProcess.Start("vm", "run", "--name", "demo", "--accel", "tcg", "--state-dir", _stateDir, "--verbose");
 
         await vmctl.WaitForStdoutLineAsync(l => l.StartsWith("VMK-GUEST-UP", StringComparison.Ordinal), Boot);
         await vmctl.WaitForStdoutLineAsync(l => l.StartsWith("VMK-TICK", StringComparison.Ordinal), Boot);

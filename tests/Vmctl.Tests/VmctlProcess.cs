@@ -92,7 +92,15 @@ internal sealed class VmctlProcess : IDisposable
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
-        await _process.WaitForExitAsync().WaitAsync(timeout);
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            // What vmctl said and where its threads sit, so that a hang can be read from the test log alone.
+            throw new TimeoutException($"vmctl pid {Pid} did not exit within {timeout.TotalSeconds:0} s\n--- stderr:\n{Tail(Stderr)}\n--- threads:\n{ThreadStates(Pid)}");
+        }
         _process.WaitForExit(); // drains the redirected streams
         return _process.ExitCode;
     }
@@ -105,6 +113,26 @@ internal sealed class VmctlProcess : IDisposable
             _process.WaitForExit();
         }
         _process.Dispose();
+    }
+
+    private static string Tail(string text, int lines = 40) => string.Join('\n', text.Split('\n').TakeLast(lines));
+
+    private static string ThreadStates(int pid)
+    {
+        try
+        {
+            return string.Join('\n', Directory.EnumerateDirectories($"/proc/{pid}/task").Select(t =>
+            {
+                var comm = File.ReadAllText(Path.Combine(t, "comm")).Trim();
+                var wchan = File.ReadAllText(Path.Combine(t, "wchan")).Trim();
+                var state = File.ReadAllText(Path.Combine(t, "stat")).Split(") ")[1][..1];
+                return $"{Path.GetFileName(t)} {comm} {state} {wchan}";
+            }));
+        }
+        catch (IOException e)
+        {
+            return e.Message;
+        }
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
