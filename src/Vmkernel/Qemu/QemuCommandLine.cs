@@ -33,6 +33,22 @@ public static class QemuCommandLine
         return argv;
     }
 
+    /// <summary>
+    /// What a live migration's target adds to <see cref="Build"/>: it waits for the stream (the address is set later
+    /// through QMP, <c>migrate-incoming</c>) with the guest's memory already faulted in by
+    /// <paramref name="preallocThreads"/> threads. The stream's load ends up touching every page anyway (QEMU 7.2
+    /// writes zero pages too); faulted in while the guest still runs on the source, the memory no longer slows the
+    /// load, which otherwise falls behind the source and finishes after the source stopped the guest, in its pause.
+    /// A host that cannot back the memory fails at the start, before the source stops anything.
+    /// </summary>
+    public static IReadOnlyList<string> IncomingMigrationArgs(VmSpec spec, int preallocThreads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(preallocThreads, 1);
+        var argv = new List<string> { "-incoming", "defer" };
+        MemoryArgs.AppendPreallocated(argv, spec, preallocThreads);
+        return argv;
+    }
+
     /// <summary>Renders argv as one shell line a person can paste (benchmarks print it).</summary>
     public static string ToShellLine(string binary, IEnumerable<string> argv) =>
         string.Join(' ', new[] { binary }.Concat(argv).Select(ShellQuote));

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Numerics;
 
 namespace Vmk.Vmkernel.Vmfs;
@@ -7,6 +8,10 @@ internal sealed class DatastoreReader
 {
     private readonly MetadataIo _io;
     private readonly string _path;
+
+    // Where each disk's descriptor was the last time the whole table was read: a hint, checked against the one sector
+    // it names before it is used (another host may have deleted the disk and reused the slot since).
+    private readonly ConcurrentDictionary<string, int> _descriptorHints = new(StringComparer.Ordinal);
 
     public DatastoreReader(MetadataIo io, string path)
     {
@@ -32,9 +37,33 @@ internal sealed class DatastoreReader
                 // Another host may be applying a change to it right now; a second read settles it.
                 result[i] = ReadDescriptor(i);
             }
+
+            if (result[i].InUse)
+            {
+                _descriptorHints[result[i].Name] = i;
+            }
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// The in-use descriptor named <paramref name="name"/>, or null. One sector read when the table was read before
+    /// on this host and the disk is still where it was (opening a migrated-in disk is on the guest's pause); the
+    /// whole table otherwise.
+    /// </summary>
+    public FileDescriptor? FindDescriptor(string name)
+    {
+        if (_descriptorHints.TryGetValue(name, out var hint))
+        {
+            var known = ReadDescriptor(hint);
+            if (known.InUse && known.Name == name)
+            {
+                return known;
+            }
+        }
+
+        return ReadDescriptors().FirstOrDefault(d => d.InUse && d.Name == name);
     }
 
     public FileDescriptor ReadDescriptor(int index)

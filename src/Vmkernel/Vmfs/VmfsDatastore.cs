@@ -787,11 +787,7 @@ public sealed class VmfsDatastore : IDisposable
         new(VmfsErrorCode.InvalidState,
             $"disk '{fd.Name}' is the read-only base of {fd.ChildCount} linked clone(s); open it SharedRead, or delete its clones to make it writable again.");
 
-    private FileDescriptor Find(string name)
-    {
-        var fd = _reader.ReadDescriptors().FirstOrDefault(d => d.InUse && d.Name == name);
-        return fd ?? throw NotFound(name);
-    }
+    private FileDescriptor Find(string name) => _reader.FindDescriptor(name) ?? throw NotFound(name);
 
     private FileDescriptor[] ReadDescriptors(MetadataTransaction txn)
     {

@@ -15,6 +15,7 @@ internal sealed unsafe class VmfsDevice : IDisposable
     private readonly Stack<AlignedBuffer> _pool = new();
     private readonly int _poolBufferSize;
     private int _fd;
+    private long _flushes;
 
     private VmfsDevice(string path, int fd, bool direct, bool writable, int poolBufferSize)
     {
@@ -157,8 +158,12 @@ internal sealed unsafe class VmfsDevice : IDisposable
         }
     }
 
+    /// <summary>How many times <see cref="Flush"/> asked the file system to make writes durable.</summary>
+    internal long Flushes => Interlocked.Read(ref _flushes);
+
     public void Flush()
     {
+        Interlocked.Increment(ref _flushes);
         if (Libc.FDataSync(_fd) != 0)
         {
             throw IoError("flush", 0);

@@ -113,6 +113,9 @@ public sealed class LiveMigrationTests : IAsyncLifetime
         var vm = await BootAsync();
         var incoming = await _hostB.Migrations.PrepareIncomingAsync("on-its-own", vm.Spec, Tls);
         var arrived = _hostB.Get(Vm);
+        // Before any of the stream arrives, the target holds the guest's whole memory, faulted in while the source ran.
+        var resident = ResidentBytes(arrived.Pid!.Value);
+        Assert.True(resident >= vm.Spec.MemoryBytes, $"target QEMU resident {resident >> 20} MiB of a {vm.Spec.MemoryBytes >> 20} MiB guest");
         using var timeout = new CancellationTokenSource(Boot);
         var running = arrived.WaitForStateAsync(VmState.Running, timeout.Token);
 
@@ -263,4 +266,8 @@ public sealed class LiveMigrationTests : IAsyncLifetime
     {
         public void Report(MigrationProgress value) => report(value);
     }
+
+    private static long ResidentBytes(int pid) =>
+        long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
 }

@@ -26,6 +26,23 @@ public class QemuCommandLineTests
     private static List<string> AllAfter(IReadOnlyList<string> argv, string flag) =>
         argv.Select((a, i) => (a, i)).Where(x => x.a == flag).Select(x => argv[x.i + 1]).ToList();
 
+    [Theory]
+    [InlineData(MachineType.Microvm, "microvm.ram")]
+    [InlineData(MachineType.Q35, "pc.ram")]
+    public void A_migration_target_waits_for_the_stream_with_its_memory_faulted_in_under_the_machines_own_ram_name(MachineType machine, string ramId)
+    {
+        var spec = Guest(s => s with { Machine = machine, MemoryBytes = 300L << 20 });
+
+        var extra = QemuCommandLine.IncomingMigrationArgs(spec, preallocThreads: 2);
+
+        Assert.Equal("defer", After(extra, "-incoming"));
+        // The RAM block keeps the name a source started without the backend sends, and the size -m gives.
+        Assert.Equal($"memory-backend-ram,id={ramId},size=300M,prealloc=on,prealloc-threads=2", After(extra, "-object"));
+        Assert.Equal($"memory-backend={ramId}", After(extra, "-machine"));
+        Assert.Equal("300M", After(QemuCommandLine.Build(spec, Paths, Tcg), "-m"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => QemuCommandLine.IncomingMigrationArgs(spec, preallocThreads: 0));
+    }
+
     [Fact]
     public void Microvm_direct_kernel_boot_matches_the_command_known_to_boot()
     {

@@ -44,6 +44,39 @@ public class VirtualDiskTests
     }
 
     [Fact]
+    public void A_flush_reaches_the_device_only_when_a_write_completed_since_the_last_one()
+    {
+        using var temp = new TempDatastore();
+        using var ds = temp.Join("esx1");
+        ds.CreateDisk("thick", 4L * MiB, thin: false);
+        using var disk = ds.OpenDisk("thick");
+        var sector = new byte[512];
+        sector.AsSpan().Fill(0x5A);
+
+        disk.Write(MiB, sector, forceUnitAccess: false);
+        var before = ds.Device.Flushes;
+        disk.Flush();
+        Assert.Equal(before + 1, ds.Device.Flushes);
+
+        // Nothing written since: a second flush (QEMU's, as a migrating source stops its guest) has nothing to make durable.
+        disk.Flush();
+        Assert.Equal(before + 1, ds.Device.Flushes);
+
+        disk.Write(2 * MiB, sector, forceUnitAccess: false);
+        disk.Flush();
+        Assert.Equal(before + 2, ds.Device.Flushes);
+
+        // A write with FUA is made durable by itself.
+        disk.Write(3 * MiB, sector, forceUnitAccess: true);
+        Assert.Equal(before + 3, ds.Device.Flushes);
+        disk.Flush();
+        Assert.Equal(before + 3, ds.Device.Flushes);
+        var back = new byte[512];
+        disk.Read(2 * MiB, back);
+        Assert.Equal(sector, back);
+    }
+
+    [Fact]
     public void Thick_disk_is_allocated_and_zeroed_at_creation()
     {
         using var temp = new TempDatastore();
