@@ -35,6 +35,7 @@ public sealed class WorkQueueTests
         queue.Add("k");
         queue.Add("k");
         Assert.Equal(0, queue.Count);
+        Assert.Equal(1, queue.InFlight);
 
         // A second worker asking now must not get the key that is in flight.
         var second = queue.GetAsync();
@@ -47,9 +48,11 @@ public sealed class WorkQueueTests
         Assert.Equal(1, queue.Count);
         var (_, again) = await queue.GetAsync();
         Assert.Equal("k", again);
+        Assert.Equal(2, queue.InFlight);
         queue.Done("k");
         queue.Done("other");
         Assert.Equal(0, queue.Count);
+        Assert.Equal(0, queue.InFlight);
     }
 
     [Fact]

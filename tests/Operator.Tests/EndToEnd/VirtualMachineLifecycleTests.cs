@@ -96,11 +96,13 @@ public sealed class VirtualMachineLifecycleTests : IAsyncLifetime
     {
         var count = 0;
         void OnReconciled(Runtime.Informer.ObjectKey key, Runtime.Reconcile.ReconcileResult? result, Exception? error) => Interlocked.Increment(ref count);
-        // Let reconciles already queued by the last change finish first: the queue drains, then the window starts.
-        await Eventually.TrueAsync(() => op.Controllers.VirtualMachines.QueueLength == 0, "the VM queue to drain");
-        op.Controllers.VirtualMachines.Reconciled += OnReconciled;
+        // Let reconciles already queued by the last change finish first: the queue drains and the last reconcile in
+        // flight ends (it may still be running after the status a client saw was written), then the window starts.
+        var controller = op.Controllers.VirtualMachines;
+        await Eventually.TrueAsync(() => controller.QueueLength == 0 && controller.InFlight == 0, "the VM queue to drain");
+        controller.Reconciled += OnReconciled;
         await Task.Delay(window);
-        op.Controllers.VirtualMachines.Reconciled -= OnReconciled;
+        controller.Reconciled -= OnReconciled;
         return count;
     }
 

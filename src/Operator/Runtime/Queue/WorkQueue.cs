@@ -51,6 +51,18 @@ public sealed class WorkQueue<TKey> : IDisposable
         }
     }
 
+    /// <summary>Keys a worker took and has not marked <see cref="Done"/> yet.</summary>
+    public int InFlight
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _processing.Count;
+            }
+        }
+    }
+
     public bool IsShuttingDown
     {
         get

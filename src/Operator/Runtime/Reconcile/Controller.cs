@@ -66,6 +66,9 @@ public sealed class Controller<T> : IController
     /// <summary>Keys waiting for a worker in the current run (0 when not running).</summary>
     public int QueueLength => Volatile.Read(ref _queue)?.Count ?? 0;
 
+    /// <summary>Keys being reconciled right now in the current run (0 when not running).</summary>
+    public int InFlight => Volatile.Read(ref _queue)?.InFlight ?? 0;
+
     /// <summary>Queues a key from outside the informer (another controller, a daemon's watch stream); ignored while not running.</summary>
     public void Enqueue(ObjectKey key) => Volatile.Read(ref _queue)?.Add(key);
 
