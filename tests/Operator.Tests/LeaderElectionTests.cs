@@ -36,11 +36,19 @@ public sealed class LeaderElectionTests : IClassFixture<ApiServerFixture>
                 LeaseNamespace = ns,
                 LeaseName = "vm-operator",
                 Identity = identity,
-                LeaseDuration = TimeSpan.FromSeconds(2),
-                RenewDeadline = TimeSpan.FromSeconds(1),
+                // Short for a quick takeover, yet a renew deadline a loaded 2-core machine (QEMU tests in parallel)
+                // does not miss by accident: 1 s was missed there now and then.
+                LeaseDuration = TimeSpan.FromSeconds(4),
+                RenewDeadline = TimeSpan.FromSeconds(3),
                 RetryPeriod = TimeSpan.FromMilliseconds(200),
             }, [controller], Metrics);
-            Host.LeadershipChanged += leading => (leading ? Leading : Stopped).TrySetResult();
+            Host.LeadershipChanged += leading =>
+            {
+                if (leading)
+                {
+                    Leading.TrySetResult();
+                }
+            };
         }
 
         public ControllerHost Host { get; }
@@ -50,8 +58,6 @@ public sealed class LeaderElectionTests : IClassFixture<ApiServerFixture>
         public ConcurrentQueue<string> Reconciled { get; } = new();
 
         public TaskCompletionSource Leading { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public TaskCompletionSource Stopped { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public double LeaderGauge => Metrics.LeaderStatus.WithLabels("vm-operator").Value;
 
@@ -114,10 +120,10 @@ public sealed class LeaderElectionTests : IClassFixture<ApiServerFixture>
         await Eventually.TrueAsync(() => a.Reconciled.Contains("before"), "the leader's reconcile");
 
         // The leader is cut off from the API server: it cannot renew, so it must step down by itself.
+        // (A state, not the first step-down event: on a loaded machine the leader can miss its renew deadline
+        // before the cut and lead again a moment later. IsLeading turns false only after its controllers stopped.)
         network.Partition();
-        await Eventually.WithinAsync(a.Stopped.Task);
-        Assert.False(a.Host.IsLeading);
-        Assert.Equal(0, a.LeaderGauge);
+        await Eventually.TrueAsync(() => !a.Host.IsLeading && a.LeaderGauge == 0, "the cut-off leader stepping down");
         await Eventually.WithinAsync(b.Leading.Task);
 
         network.Heal();
