@@ -13,6 +13,7 @@ internal sealed class Consoles(TestCluster cluster, string vm) : IAsyncDisposabl
     private readonly ConcurrentQueue<(string Host, string Line)> _lines = new();
     private readonly List<Task> _followers = [];
     private readonly HashSet<string> _following = [];
+    private readonly ConcurrentQueue<(string Host, string Line)> _tail = new();
 
     public void Follow(TestNode node)
     {
@@ -27,8 +28,18 @@ internal sealed class Consoles(TestCluster cluster, string vm) : IAsyncDisposabl
     public List<long> Numbers(string prefix, string? host = null) =>
         [.. _lines.Where(l => (host is null || l.Host == host) && l.Line.StartsWith(prefix, StringComparison.Ordinal)).Select(l => Number(l.Line))];
 
-    public async Task WaitAsync(Func<string, bool> match, TimeSpan deadline, string what, string? host = null) =>
-        await Eventually.TrueAsync(() => _lines.Any(l => (host is null || l.Host == host) && match(l.Line)), what, deadline);
+    public async Task WaitAsync(Func<string, bool> match, TimeSpan deadline, string what, string? host = null)
+    {
+        try
+        {
+            await Eventually.TrueAsync(() => _lines.Any(l => (host is null || l.Host == host) && match(l.Line)), what, deadline);
+        }
+        catch (Xunit.Sdk.FailException e)
+        {
+            // The guest's last words (a kernel oops, say) tell a stuck guest from a lost console.
+            Assert.Fail($"{e.Message}; the console's last lines:\n{string.Join('\n', _tail.Select(l => $"{l.Host}: {l.Line}"))}");
+        }
+    }
 
     private async Task ReadAsync(TestNode node)
     {
@@ -52,6 +63,10 @@ internal sealed class Consoles(TestCluster cluster, string vm) : IAsyncDisposabl
                     foreach (var line in text[..end].Split('\n'))
                     {
                         var l = line.Trim('\r', ' ');
+                        _tail.Enqueue((node.Name, l));
+                        while (_tail.Count > 40 && _tail.TryDequeue(out _))
+                        {
+                        }
                         if (l.StartsWith("VMK-", StringComparison.Ordinal) && !_lines.Contains((node.Name, l)))
                         {
                             _lines.Enqueue((node.Name, l));

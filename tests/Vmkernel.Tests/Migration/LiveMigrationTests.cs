@@ -255,10 +255,19 @@ public sealed class LiveMigrationTests : IAsyncLifetime
     private static async Task<string> LineAsync(VirtualMachine vm, string prefix, Func<int, bool> match)
     {
         using var timeout = new CancellationTokenSource(Boot);
-        return await vm.Console!.WaitForLineAsync(
-            l => l.StartsWith(prefix, StringComparison.Ordinal)
-                && int.TryParse(l[prefix.Length..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && match(n),
-            timeout.Token);
+        try
+        {
+            return await vm.Console!.WaitForLineAsync(
+                l => l.StartsWith(prefix, StringComparison.Ordinal)
+                    && int.TryParse(l[prefix.Length..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && match(n),
+                timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            // What the guest printed last (a kernel oops, say) tells a stuck guest from a lost console.
+            var console = System.Text.Encoding.UTF8.GetString(vm.Console!.Snapshot());
+            throw new TimeoutException($"VM {vm.Name} ({vm.State}) printed no matching '{prefix}' line within {Boot.TotalSeconds:0} s; its console ends with:\n{console[Math.Max(0, console.Length - 3000)..]}");
+        }
     }
 
     /// <summary>IProgress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool, out of order).</summary>
