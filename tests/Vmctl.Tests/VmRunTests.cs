@@ -8,6 +8,7 @@ public sealed class VmRunTests : IDisposable
     private const int SIGKILL = 9;
     private static readonly TimeSpan Boot = TimeSpan.FromSeconds(90);
     private readonly string _stateDir = Path.Combine("/tmp", $"vmctl-{Guid.NewGuid().ToString("N")[..8]}");
+    private readonly List<string> _names = [];
 
     public void Dispose()
     {
@@ -27,12 +28,37 @@ public sealed class VmRunTests : IDisposable
         {
             Directory.Delete(_stateDir, recursive: true);
         }
+        // A failed test may have left a VM's cgroup behind (its QEMU is gone by now, so rmdir succeeds).
+        foreach (var cgroup in _names.SelectMany(CgroupsOf))
+        {
+            try
+            {
+                Directory.Delete(cgroup);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>A VM name unique to this run: a VM's cgroup is machine-wide, and two test runs may share the machine.</summary>
+    private string VmName(string prefix)
+    {
+        var name = $"{prefix}-{Guid.NewGuid().ToString("N")[..6]}";
+        _names.Add(name);
+        return name;
     }
 
     private List<int> QemuPids() => Directory.EnumerateDirectories("/proc")
         .Select(d => int.TryParse(Path.GetFileName(d), out var pid) ? pid : 0)
         .Where(pid => pid > 0 && Cmdline(pid) is var c && c.Contains("qemu-system", StringComparison.Ordinal) && c.Contains(_stateDir, StringComparison.Ordinal))
         .ToList();
+
+    /// <summary>The VM's cgroup directories (cgroup v1 controllers here) that still exist.</summary>
+    private static List<string> CgroupsOf(string vm) => Directory.Exists("/sys/fs/cgroup")
+        ? [.. Directory.EnumerateDirectories("/sys/fs/cgroup").Select(c => Path.Combine(c, "vmkernel"))
+            .Where(Directory.Exists).SelectMany(p => Directory.EnumerateDirectories(p, $"vm-{vm}.*"))]
+        : [];
 
     private static string Cmdline(int pid)
     {
@@ -50,23 +76,26 @@ public sealed class VmRunTests : IDisposable
     [Trait("Category", "Slow")]
     public async Task Run_shows_the_guest_console_and_ctrl_c_stops_the_vm()
     {
-        using var vmctl = VmctlProcess.Start("vm", "run", "--name", "demo", "--accel", "tcg", "--state-dir", _stateDir, "--verbose");
+        var name = VmName("demo");
+        using var vmctl = VmctlProcess.Start("vm", "run", "--name", name, "--accel", "tcg", "--state-dir", _stateDir, "--verbose");
 
         await vmctl.WaitForStdoutLineAsync(l => l.StartsWith("VMK-GUEST-UP", StringComparison.Ordinal), Boot);
         await vmctl.WaitForStdoutLineAsync(l => l.StartsWith("VMK-TICK", StringComparison.Ordinal), Boot);
         vmctl.Signal(SIGINT);
 
         Assert.Equal(0, await vmctl.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-        Assert.Contains("demo is Stopped", vmctl.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"{name} is Stopped", vmctl.Stderr, StringComparison.Ordinal);
         Assert.Empty(QemuPids());
-        Assert.False(Directory.Exists(Path.Combine(_stateDir, "vms", "demo")), "the VM's state should be removed");
+        Assert.False(Directory.Exists(Path.Combine(_stateDir, "vms", name)), "the VM's state should be removed");
+        Assert.Empty(CgroupsOf(name));
     }
 
     [Fact]
     [Trait("Category", "Slow")]
     public async Task A_vm_outlives_a_killed_vmctl_and_the_next_vmctl_adopts_it()
     {
-        using (var owner = VmctlProcess.Start("vm", "run", "--name", "orphan", "--accel", "tcg", "--state-dir", _stateDir))
+        var name = VmName("orphan");
+        using (var owner = VmctlProcess.Start("vm", "run", "--name", name, "--accel", "tcg", "--state-dir", _stateDir))
         {
             await owner.WaitForStdoutLineAsync(l => l.StartsWith("VMK-GUEST-UP", StringComparison.Ordinal), Boot);
             owner.Signal(SIGKILL);
@@ -76,13 +105,14 @@ public sealed class VmRunTests : IDisposable
 
         var (code, stdout, stderr) = await VmctlProcess.RunAsync("vm", "list", "--state-dir", _stateDir);
         Assert.True(code == 0, stderr);
-        var row = stdout.Split('\n').Single(l => l.StartsWith("orphan", StringComparison.Ordinal));
+        var row = stdout.Split('\n').Single(l => l.StartsWith(name, StringComparison.Ordinal));
         Assert.Contains("Running", row, StringComparison.Ordinal);
         Assert.Contains(qemu.ToString(System.Globalization.CultureInfo.InvariantCulture), row, StringComparison.Ordinal);
 
-        (code, _, stderr) = await VmctlProcess.RunAsync("vm", "kill", "orphan", "--state-dir", _stateDir);
+        (code, _, stderr) = await VmctlProcess.RunAsync("vm", "kill", name, "--state-dir", _stateDir);
         Assert.True(code == 0, stderr);
         Assert.Empty(QemuPids());
+        Assert.Empty(CgroupsOf(name));
     }
 
     [Theory]

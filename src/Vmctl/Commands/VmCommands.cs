@@ -203,7 +203,8 @@ internal static class VmCommands
             using var loggerFactory = Logging.Create(LogLevel.Warning);
             try
             {
-                await using var host = await VmkernelHost.OpenAsync(new VmkernelOptions { StateDirectory = r.GetValue(stateDir)!, UseCgroups = false }, loggerFactory, ct);
+                // With cgroups (unlike list): removing the VM removes its cgroup too, which its QEMU no longer holds.
+                await using var host = await VmkernelHost.OpenAsync(new VmkernelOptions { StateDirectory = r.GetValue(stateDir)! }, loggerFactory, ct);
                 var vm = host.Get(r.GetValue(vmName)!);
                 await vm.KillAsync(ct);
                 await host.DeleteAsync(vm.Name, ct);
