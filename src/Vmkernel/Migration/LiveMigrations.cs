@@ -580,10 +580,8 @@ public sealed class LiveMigrations
             values[name] = value;
         }
         steps.Add(qmp.ExecuteAsync("migrate-set-parameters", values, ct: ct));
-        foreach (var step in steps)
-        {
-            await step;
-        }
+        // Every reply observed; the exception thrown is the first failed step's (WhenAll keeps the tasks' order).
+        await Task.WhenAll(steps);
     }
 
     private static async Task IgnoreCommandErrorAsync(Task<System.Text.Json.JsonElement> command)
