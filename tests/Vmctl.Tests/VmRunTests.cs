@@ -54,11 +54,17 @@ public sealed class VmRunTests : IDisposable
         .Where(pid => pid > 0 && Cmdline(pid) is var c && c.Contains("qemu-system", StringComparison.Ordinal) && c.Contains(_stateDir, StringComparison.Ordinal))
         .ToList();
 
-    /// <summary>The VM's cgroup directories (cgroup v1 controllers here) that still exist.</summary>
-    private static List<string> CgroupsOf(string vm) => Directory.Exists("/sys/fs/cgroup")
-        ? [.. Directory.EnumerateDirectories("/sys/fs/cgroup").Select(c => Path.Combine(c, "vmkernel"))
-            .Where(Directory.Exists).SelectMany(p => Directory.EnumerateDirectories(p, $"vm-{vm}.*"))]
-        : [];
+    /// <summary>The VM's cgroup directories (one per cgroup v1 controller here) that still exist.</summary>
+    private static List<string> CgroupsOf(string vm)
+    {
+        // vmctl names a VM's cgroup after the VM and this machine (VmkernelOptions.HostName's default).
+        var directory = "vm-" + Vmk.Vmkernel.Resources.VmCgroupNames.For(vm, Environment.MachineName);
+        return Directory.Exists("/sys/fs/cgroup")
+            ? [.. Directory.EnumerateDirectories("/sys/fs/cgroup")
+                .Select(c => Path.Combine(c, Vmk.Vmkernel.Resources.CgroupManagerFactory.DefaultParentName, directory))
+                .Where(Directory.Exists)]
+            : [];
+    }
 
     private static string Cmdline(int pid)
     {
