@@ -18,7 +18,7 @@ public static class QemuCommandLine
         ControlArgs.AppendIdentity(argv, spec);
         MachineArgs.Append(argv, spec, host);
         CpuArgs.Append(argv, spec, host);
-        MemoryArgs.Append(argv, spec);
+        MemoryArgs.Append(argv, spec, host);
         BootArgs.Append(argv, spec, host);
         for (var i = 0; i < spec.Disks.Count; i++)
         {
@@ -41,11 +41,11 @@ public static class QemuCommandLine
     /// load, which otherwise falls behind the source and finishes after the source stopped the guest, in its pause.
     /// A host that cannot back the memory fails at the start, before the source stops anything.
     /// </summary>
-    public static IReadOnlyList<string> IncomingMigrationArgs(VmSpec spec, int preallocThreads)
+    public static IReadOnlyList<string> IncomingMigrationArgs(VmSpec spec, QemuHostSettings host, int preallocThreads)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(preallocThreads, 1);
         var argv = new List<string> { "-incoming", "defer" };
-        MemoryArgs.AppendPreallocated(argv, spec, preallocThreads);
+        MemoryArgs.AppendPreallocated(argv, spec, host, preallocThreads);
         return argv;
     }
 

@@ -409,7 +409,7 @@ public sealed class VirtualMachine : IAsyncDisposable
         if (incomingMigration is not null)
         {
             // Paused, guest memory faulted in while the source still runs it; the listening address comes later (QMP).
-            argv = [.. argv, .. QemuCommandLine.IncomingMigrationArgs(Spec, IncomingPreallocThreads)];
+            argv = [.. argv, .. QemuCommandLine.IncomingMigrationArgs(Spec, _runtime.Qemu, IncomingPreallocThreads)];
         }
         _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
