@@ -25,7 +25,7 @@ public sealed class ConsoleReader(AsyncDuplexStreamingCall<ConsoleInput, Console
     public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan deadline)
     {
         using var cts = new CancellationTokenSource(deadline);
-        while (await Call.ResponseStream.MoveNext(cts.Token))
+        while (await MoveNextAsync(cts.Token, deadline))
         {
             _pending.Append(Encoding.UTF8.GetString(Call.ResponseStream.Current.Data.Span));
             string? found = null;
@@ -46,6 +46,20 @@ public sealed class ConsoleReader(AsyncDuplexStreamingCall<ConsoleInput, Console
             }
         }
         throw new InvalidOperationException($"the console ended before the expected line; it showed:\n{string.Join('\n', _lines.TakeLast(30))}");
+    }
+
+    /// <summary>The next message, or a timeout that shows what the guest printed last (a panic, say).</summary>
+    private async Task<bool> MoveNextAsync(CancellationToken ct, TimeSpan deadline)
+    {
+        try
+        {
+            return await Call.ResponseStream.MoveNext(ct);
+        }
+        catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
+        {
+            var partial = _pending.Length > 0 ? $"\n{_pending}" : "";
+            throw new TimeoutException($"no expected console line within {deadline.TotalSeconds:0} s; the console showed last:\n{string.Join('\n', _lines.TakeLast(40))}{partial}", e);
+        }
     }
 
     /// <summary>Reads to the end of the call; true if the server ended it with OK.</summary>
