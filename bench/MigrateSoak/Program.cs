@@ -50,7 +50,8 @@ var spec = new Vk.VmSpec
     Disks = [new Vk.DiskSpec { Name = "root", File = disk }],
     StartPaused = true,
 };
-var settings = new QemuHostSettings(Vmk.Vmkernel.Qemu.Accel.Accelerator.Tcg, RunAsUser: null, Sandbox: true);
+// As vmkerneld runs TCG guests: with the host's TSC rate on their command line (docs/vmkernel.md), or a busy host stalls their boot.
+var settings = new QemuHostSettings(Vmk.Vmkernel.Qemu.Accel.Accelerator.Tcg, RunAsUser: null, Sandbox: true, Vmk.Vmkernel.HostEnvironment.TscKhz());
 var processes = new List<Process>();
 var index = 0;
 int differences = 0, stopped = 0;
