@@ -54,16 +54,11 @@ var spec = new Vk.VmSpec
 var settings = new QemuHostSettings(Vmk.Vmkernel.Qemu.Accel.Accelerator.Tcg, RunAsUser: null, Sandbox: true, Vmk.Vmkernel.HostEnvironment.TscKhz());
 var processes = new List<Process>();
 var index = 0;
+var memoryArg = "";
 int differences = 0, stopped = 0;
 try
 {
-    var source = await StartAsync(incoming: false);
-    await source.Qmp.ExecuteAsync("cont");
-    if (!await WaitTickAsync(source.ConsoleLog, 3, TimeSpan.FromMinutes(2)))
-    {
-        Console.Error.WriteLine("the guest did not boot within 2 minutes");
-        return 1;
-    }
+    var source = await BootAsync();
     for (var round = 1; round <= rounds; round++)
     {
         var clock = Stopwatch.StartNew();
@@ -90,14 +85,12 @@ try
             stopped++;
             Console.Error.WriteLine(string.Join('\n', File.ReadLines(target.ConsoleLog).TakeLast(40)));
             await QuitAsync(target);
-            target = await StartAsync(incoming: false);
-            await target.Qmp.ExecuteAsync("cont");
-            await WaitTickAsync(target.ConsoleLog, 3, TimeSpan.FromMinutes(2));
+            target = await BootAsync();
         }
         source = target;
     }
     Console.WriteLine($"rounds: {rounds}");
-    Console.WriteLine($"memory: {(wholeMib ? "whole MiB" : "the VMkernel's TCG size")} (-m {Argv(false)[Argv(false).IndexOf("-m") + 1]})");
+    Console.WriteLine($"memory: {(wholeMib ? "whole MiB" : "the VMkernel's TCG size")} (-m {memoryArg})");
     Console.WriteLine($"memory_differences: {differences}");
     Console.WriteLine($"guests_stopped: {stopped}");
     return differences == 0 && stopped == 0 ? 0 : 1;
@@ -116,9 +109,8 @@ finally
     Directory.Delete(work, recursive: true);
 }
 
-List<string> Argv(bool incoming, Vk.VmPaths? paths = null)
+List<string> Argv(bool incoming, Vk.VmPaths paths)
 {
-    paths ??= new Vk.VmPaths(Path.Combine(work, "argv"));
     var argv = QemuCommandLine.Build(spec, paths, settings).ToList();
     for (var i = 0; i < argv.Count; i++)
     {
@@ -126,9 +118,13 @@ List<string> Argv(bool incoming, Vk.VmPaths? paths = null)
         {
             argv[i] += $",logfile={Path.Combine(paths.Directory, "console.log")}";
         }
-        if (wholeMib && argv[i] == "-m")
+        if (argv[i] == "-m")
         {
-            argv[i + 1] = $"{MemoryBytes >> 20}M";
+            if (wholeMib)
+            {
+                argv[i + 1] = $"{MemoryBytes >> 20}M";
+            }
+            memoryArg = argv[i + 1];
         }
     }
     if (incoming)
@@ -136,6 +132,18 @@ List<string> Argv(bool incoming, Vk.VmPaths? paths = null)
         argv.AddRange(["-incoming", "defer"]);
     }
     return argv;
+}
+
+// A guest that runs from its own boot, past its third tick: every round's source is one.
+async Task<Qemu> BootAsync()
+{
+    var qemu = await StartAsync(incoming: false);
+    await qemu.Qmp.ExecuteAsync("cont");
+    if (!await WaitTickAsync(qemu.ConsoleLog, 3, TimeSpan.FromMinutes(2)))
+    {
+        throw new InvalidOperationException($"the guest did not boot within 2 minutes; its console:\n{string.Join('\n', File.ReadLines(qemu.ConsoleLog).TakeLast(40))}");
+    }
+    return qemu;
 }
 
 async Task<Qemu> StartAsync(bool incoming)

@@ -12,8 +12,8 @@ internal static class MemoryArgs
     /// Debian 12 ships 7.2) has a fast path for syncing the dirty bitmap of a RAM block whose size is a multiple of
     /// 64 pages, and that path forgets to re-arm TCG's TLB: a store the guest makes after a sync, through a TLB entry
     /// filled while its page was dirty, marks nothing dirty, and the target resumes with the page as it was sent before.
-    /// Seen here as 9 to 19 stale kernel pages after about one migration in 50, and as guests that panicked (a
-    /// corrupt function pointer) or stopped ticking after a migration. A block 8 KiB past a whole MiB takes the slow
+    /// Seen here (bench/migrate-soak.sh --whole-mib) as 8 to 19 stale kernel pages after about one migration in 70,
+    /// and as guests that panicked (a corrupt function pointer) or stopped ticking after a migration. A block 8 KiB past a whole MiB takes the slow
     /// path, which clears each dirty page's TLB entries. KVM tracks dirty pages in the kernel and needs none of this.
     /// </summary>
     public const long TcgPadBytes = 8 << 10;
