@@ -87,7 +87,7 @@ public sealed class VmkernelHost : IAsyncDisposable
         // Checked before anything is started: a bad setting must not leave a listening NBD socket behind.
         var (migrationAddress, migrationTls) = MigrationSettings(options, user);
         VmkernelHost? host = null;
-        var storage = new StorageStack(options.StateDirectory, options.HostName, options.DatastoreTimings, user, loggerFactory,
+        var storage = new StorageStack(options.StateDirectory, options.HostName, options.DatastoreTimings, options.DatastoreKillTimer, user, loggerFactory,
             (datastore, reason) => host?.Fence(datastore, reason));
         var network = new HostNetwork(
             VSwitch.Open(options.StateDirectory, new ProcessCommandRunner(options.NetworkNamespace), loggerFactory.CreateLogger<VSwitch>()),

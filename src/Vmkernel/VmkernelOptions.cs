@@ -36,6 +36,12 @@ public sealed record VmkernelOptions
     public Vmfs.VmfsTimings? DatastoreTimings { get; init; }
 
     /// <summary>
+    /// Let the kernel kill this process if it neither renews its datastore heartbeats nor fences itself in time
+    /// (Vmfs.FenceKillTimer): vmkerneld turns it on; in-process users (tests, `vmctl vm run`) leave it off.
+    /// </summary>
+    public bool DatastoreKillTimer { get; init; }
+
+    /// <summary>
     /// How long a VM start waits for a disk lease that a dead host still holds (it is free hostDeadAfter after
     /// that host's last heartbeat). A lease held by a live host fails the start at once.
     /// </summary>

@@ -12,7 +12,7 @@ try
     return command switch
     {
         "contend" => Contend(args[1], args[2], int.Parse(args[3]), int.Parse(args[4])),
-        "hold" => Hold(args[1], args[2], args[3]),
+        "hold" => Hold(args[1], args[2], args[3], args.Skip(4).Contains("kill-timer")),
         "take" => Take(args[1], args[2], args[3]),
         "churn" => Churn(args[1], int.Parse(args[2])),
         "format" => Format(args[1], long.Parse(args[2])),
@@ -48,7 +48,7 @@ static int Format(string path, long mib)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: contend DS DISK ITERATIONS ID | hold DS DISK HOST | take DS DISK HOST | churn DS SEED");
+    Console.Error.WriteLine("usage: contend DS DISK ITERATIONS ID | hold DS DISK HOST [kill-timer] | take DS DISK HOST | churn DS SEED");
     return 64;
 }
 
@@ -114,14 +114,40 @@ static int Contend(string path, string disk, int iterations, int id)
 }
 
 // Holds a disk exclusively and writes (host, sequence) records at offset 4096 until it can no longer write.
-static int Hold(string path, string disk, string host)
+// With "kill-timer" it opens the datastore as vmkerneld does. Commands on stdin: "lose-heartbeat" makes every
+// later heartbeat renewal fail as if the device were gone; "exit" ends the process once it has been refused.
+static int Hold(string path, string disk, string host, bool killTimer)
 {
     var fenced = new ManualResetEventSlim();
+    var exit = new ManualResetEventSlim();
+    var heartbeatLost = 0;
+    VmfsFaultInjection.Hook = at =>
+    {
+        if (at == "heartbeat-renew" && Volatile.Read(ref heartbeatLost) != 0)
+        {
+            throw new VmfsException(VmfsErrorCode.Io, "injected: the heartbeat region cannot be written");
+        }
+    };
+    new Thread(() =>
+    {
+        while (Console.ReadLine() is { } line)
+        {
+            if (line == "lose-heartbeat")
+            {
+                Volatile.Write(ref heartbeatLost, 1);
+                Say("HEARTBEAT-LOST");
+            }
+            else if (line == "exit")
+            {
+                exit.Set();
+            }
+        }
+    }) { IsBackground = true }.Start();
     using var ds = VmfsDatastore.Open(path, host, onFenced: reason =>
     {
         Say($"FENCED {reason}");
         fenced.Set();
-    });
+    }, killTimer: killTimer);
     using var vd = ds.OpenDisk(disk, LeaseMode.Exclusive, TimeSpan.FromSeconds(60));
     Say($"ACQUIRED {DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()} version {vd.LeaseVersion}");
     var record = new byte[4096];
@@ -137,6 +163,12 @@ static int Hold(string path, string disk, string host)
         {
             Say($"WRITE-REFUSED after {seq - 1} writes");
             fenced.Wait(TimeSpan.FromSeconds(30));
+            if (killTimer)
+            {
+                Say("STANDING-BY");
+                exit.Wait(TimeSpan.FromSeconds(60));
+            }
+
             return 0;
         }
 

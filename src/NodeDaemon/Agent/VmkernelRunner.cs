@@ -33,6 +33,7 @@ public sealed class VmkernelRunner(IOptions<DaemonOptions> options, ILoggerFacto
             QemuUser = o.QemuUser,
             UseCgroups = o.UseCgroups,
             HostName = o.EffectiveHostName,
+            DatastoreKillTimer = true,
             MigrationAddress = o.EffectiveMigrationAddress(),
             MigrationTls = MigrationTlsFrom(o.TlsDirectory),
         }, loggerFactory, cancellationToken);

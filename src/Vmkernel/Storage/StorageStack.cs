@@ -26,11 +26,13 @@ public sealed class StorageStack : IAsyncDisposable
     private readonly string _mountsFile;
     private readonly string _hostName;
     private readonly VmfsTimings? _timings;
+    private readonly bool _killTimer;
     private readonly ILogger _logger;
     private readonly Action<string, string> _onFenced;
 
-    internal StorageStack(string stateDirectory, string hostName, VmfsTimings? timings, string? qemuUser, ILoggerFactory loggerFactory, Action<string, string> onFenced)
+    internal StorageStack(string stateDirectory, string hostName, VmfsTimings? timings, bool killTimer, string? qemuUser, ILoggerFactory loggerFactory, Action<string, string> onFenced)
     {
+        _killTimer = killTimer;
         _mountsFile = Path.Combine(stateDirectory, "datastores.json");
         _hostName = hostName;
         _timings = timings;
@@ -75,7 +77,7 @@ public sealed class StorageStack : IAsyncDisposable
             VmfsDatastore ds;
             try
             {
-                ds = VmfsDatastore.Open(devicePath, _hostName, _timings, _logger, reason => _onFenced(name, reason));
+                ds = VmfsDatastore.Open(devicePath, _hostName, _timings, _logger, reason => _onFenced(name, reason), _killTimer);
             }
             catch (VmfsException e)
             {

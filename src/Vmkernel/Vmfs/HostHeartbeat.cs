@@ -16,8 +16,14 @@ namespace Vmk.Vmkernel.Vmfs;
 /// compared. Writing is allowed only until (start of the last successful renewal + fenceAfter); after that the
 /// host fences itself, calls the callback once and never writes again.
 /// </para>
+/// <para>
+/// With a kill timer (<see cref="FenceKillTimer"/>), each renewal also re-arms a kernel timer that SIGKILLs this
+/// process halfway between its fencing deadline and the earliest moment another host may take over its leases
+/// (less maxIoLatency). Fencing stands the timer down only after every admitted write has finished, so a process
+/// that stopped between a lease check and its write dies instead of writing late.
+/// </para>
 /// </summary>
-internal sealed class HostHeartbeat : IDisposable
+internal sealed class HostHeartbeat : IDisposable, IWriteGate
 {
     private readonly MetadataIo _io;
     private readonly VmfsTimings _timings;
@@ -26,6 +32,10 @@ internal sealed class HostHeartbeat : IDisposable
     private readonly Lock _observeLock = new();
     private readonly Observation?[] _observed;
     private readonly ManualResetEventSlim _stop = new(false);
+    private readonly bool _useKillTimer;
+    private readonly Lock _killTimerLock = new();
+    private FenceKillTimer? _killTimer;
+    private long _writesInFlight;
     private Thread? _renewer;
     private Thread? _watchdog;
     private long _writeDeadline;
@@ -34,8 +44,9 @@ internal sealed class HostHeartbeat : IDisposable
     private int _fenced;
     private int _disposed;
 
-    public HostHeartbeat(MetadataIo io, string hostName, VmfsTimings timings, ILogger? logger, Action<string>? onFenced)
+    public HostHeartbeat(MetadataIo io, string hostName, VmfsTimings timings, ILogger? logger, Action<string>? onFenced, bool killTimer = false)
     {
+        _useKillTimer = killTimer;
         _io = io;
         HostName = hostName;
         _timings = timings;
@@ -60,6 +71,27 @@ internal sealed class HostHeartbeat : IDisposable
 
     /// <summary>True while this host may write: joined, not fenced, and within fenceAfter of its last renewal.</summary>
     public bool CanWrite => Volatile.Read(ref _fenced) == 0 && Stopwatch.GetTimestamp() < Volatile.Read(ref _writeDeadline);
+
+    /// <summary>
+    /// How long after the start of the last successful renewal the kill timer fires: halfway between fenceAfter
+    /// and hostDeadAfter - maxIoLatency, so a write issued just before the kill is visible before any takeover.
+    /// </summary>
+    public TimeSpan KillAfter => _timings.FenceAfter + ((_timings.HostDeadAfter - _timings.FenceAfter - _timings.MaxIoLatency) / 2);
+
+    /// <summary>Counts the write first, then checks: fencing either sees it in flight or it sees the fence.</summary>
+    public bool TryEnterWrite()
+    {
+        Interlocked.Increment(ref _writesInFlight);
+        if (CanWrite)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _writesInFlight);
+        return false;
+    }
+
+    public void ExitWrite() => Interlocked.Decrement(ref _writesInFlight);
 
     public void EnsureCanWrite()
     {
@@ -119,6 +151,14 @@ internal sealed class HostHeartbeat : IDisposable
     /// <summary>Starts renewing every heartbeatInterval and the fencing watchdog.</summary>
     public void Start()
     {
+        if (_useKillTimer)
+        {
+            _killTimer = FenceKillTimer.Create();
+            ArmKillTimer(Volatile.Read(ref _lastRenewStart));
+            _logger?.LogInformation("Kill timer armed on the datastore for host {Host}: this process dies if it neither renews nor fences itself within {KillAfter:F1} s",
+                HostName, KillAfter.TotalSeconds);
+        }
+
         _renewer = new Thread(RenewLoop) { IsBackground = true, Name = $"vmfs-heartbeat-{Slot}", Priority = ThreadPriority.AboveNormal };
         _watchdog = new Thread(WatchdogLoop) { IsBackground = true, Name = $"vmfs-fence-{Slot}", Priority = ThreadPriority.AboveNormal };
         _renewer.Start();
@@ -242,6 +282,7 @@ internal sealed class HostHeartbeat : IDisposable
 
         FenceReason = reason;
         _logger?.LogCritical("Host {Host} (slot {Slot}) fenced itself on the datastore: {Reason}", HostName, Slot, reason);
+        StandDownKillTimer();
         try
         {
             _onFenced?.Invoke(reason);
@@ -258,6 +299,11 @@ internal sealed class HostHeartbeat : IDisposable
         {
             StopThreads();
             _stop.Dispose();
+            lock (_killTimerLock)
+            {
+                _killTimer?.Dispose();
+                _killTimer = null;
+            }
         }
     }
 
@@ -351,6 +397,7 @@ internal sealed class HostHeartbeat : IDisposable
 
             try
             {
+                VmfsFaultInjection.At("heartbeat-renew");
                 var all = ReadAll();
                 var mine = all[Slot];
                 if (mine.Slot is null)
@@ -364,26 +411,36 @@ internal sealed class HostHeartbeat : IDisposable
                     return;
                 }
 
-                if (IsFenced)
+                // Counted like any write, so fencing waits for a renewal already on its way to the device.
+                if (!TryEnterWrite())
                 {
-                    return;
+                    continue;
                 }
 
-                _counter++;
-                WriteSlot(new HeartbeatSlot
+                try
                 {
-                    Live = true,
-                    Slot = Slot,
-                    InstanceId = InstanceId,
-                    Generation = Generation,
-                    Counter = _counter,
-                    TimestampUnixMs = NowMs(),
-                    HostDeadAfterMs = (uint)_timings.HostDeadAfter.TotalMilliseconds,
-                    HeartbeatIntervalMs = (uint)_timings.HeartbeatInterval.TotalMilliseconds,
-                    HostName = HostName,
-                });
+                    _counter++;
+                    WriteSlot(new HeartbeatSlot
+                    {
+                        Live = true,
+                        Slot = Slot,
+                        InstanceId = InstanceId,
+                        Generation = Generation,
+                        Counter = _counter,
+                        TimestampUnixMs = NowMs(),
+                        HostDeadAfterMs = (uint)_timings.HostDeadAfter.TotalMilliseconds,
+                        HeartbeatIntervalMs = (uint)_timings.HeartbeatInterval.TotalMilliseconds,
+                        HostName = HostName,
+                    });
+                }
+                finally
+                {
+                    ExitWrite();
+                }
+
                 Volatile.Write(ref _lastRenewStart, start);
                 Volatile.Write(ref _writeDeadline, start + Ticks(_timings.FenceAfter));
+                ArmKillTimer(start);
                 Observe(all);
             }
             catch (VmfsException e)
@@ -392,6 +449,42 @@ internal sealed class HostHeartbeat : IDisposable
                     (_timings.FenceAfter - Stopwatch.GetElapsedTime(Volatile.Read(ref _lastRenewStart))).TotalSeconds);
             }
         }
+    }
+
+    private void ArmKillTimer(long renewStart)
+    {
+        lock (_killTimerLock)
+        {
+            if (_killTimer is null || IsFenced)
+            {
+                return;
+            }
+
+            var at = renewStart + Ticks(KillAfter);
+            _killTimer.Arm(TimeSpan.FromSeconds((double)(at - Stopwatch.GetTimestamp()) / Stopwatch.Frequency));
+        }
+    }
+
+    /// <summary>Once fenced: waits until no admitted write is in flight, then disarms (or the timer fires first).</summary>
+    private void StandDownKillTimer()
+    {
+        if (_killTimer is null)
+        {
+            return;
+        }
+
+        var spin = new SpinWait();
+        while (Interlocked.Read(ref _writesInFlight) != 0)
+        {
+            spin.SpinOnce(sleep1Threshold: 20);
+        }
+
+        lock (_killTimerLock)
+        {
+            _killTimer?.Disarm();
+        }
+
+        _logger?.LogInformation("Kill timer stood down: host {Host} is fenced and has no write in flight", HostName);
     }
 
     private void WatchdogLoop()

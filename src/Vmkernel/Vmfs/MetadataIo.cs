@@ -7,13 +7,14 @@ namespace Vmk.Vmkernel.Vmfs;
 /// </summary>
 internal sealed class MetadataIo
 {
-    private readonly Func<bool>? _mayWrite;
+    private readonly IWriteGate? _gate;
 
-    public MetadataIo(VmfsDevice device, Superblock superblock, Func<bool>? mayWrite)
+    /// <param name="gate">Admits each write (null: no checks, for format and upgrade before any host has joined).</param>
+    public MetadataIo(VmfsDevice device, Superblock superblock, IWriteGate? gate)
     {
         Device = device;
         Superblock = superblock;
-        _mayWrite = mayWrite;
+        _gate = gate;
     }
 
     public VmfsDevice Device { get; }
@@ -67,12 +68,25 @@ internal sealed class MetadataIo
 
     public void WriteSectors(long offset, ReadOnlySpan<byte> data)
     {
-        if (_mayWrite is not null && !_mayWrite())
+        if (_gate is null)
+        {
+            Device.Write(offset, data);
+            return;
+        }
+
+        if (!_gate.TryEnterWrite())
         {
             throw new VmfsException(VmfsErrorCode.Fenced,
                 "this host has fenced itself (its heartbeat could not be renewed in time) and no longer writes to the datastore; close and reopen the datastore.");
         }
 
-        Device.Write(offset, data);
+        try
+        {
+            Device.Write(offset, data);
+        }
+        finally
+        {
+            _gate.ExitWrite();
+        }
     }
 }

@@ -255,23 +255,26 @@ public sealed class VirtualDisk : IBlockDevice
             }
 
             // The lease is checked by state right before the write: a fenced host stops here.
-            if (!_lease.IsValid)
+            EnterWrite();
+            try
             {
-                CheckWritable();
-            }
-
-            var at = PhysicalOffset(own, inBlock);
-            if (_device.IsAligned(at, part.Length))
-            {
-                _device.Write(at, part);
-            }
-            else
-            {
-                // Unaligned writes read-modify-write whole sectors; neighbours in one sector must not interleave.
-                lock (_stripes[(at / 4096) % StripeCount])
+                var at = PhysicalOffset(own, inBlock);
+                if (_device.IsAligned(at, part.Length))
                 {
                     _device.Write(at, part);
                 }
+                else
+                {
+                    // Unaligned writes read-modify-write whole sectors; neighbours in one sector must not interleave.
+                    lock (_stripes[(at / 4096) % StripeCount])
+                    {
+                        _device.Write(at, part);
+                    }
+                }
+            }
+            finally
+            {
+                _ds.WriteGate.ExitWrite();
             }
 
             return true;
@@ -333,8 +336,15 @@ public sealed class VirtualDisk : IBlockDevice
                         var from = Math.Max(offset, blockStart);
                         var to = Math.Min(offset + consumed, blockStart + _blockSize);
                         copy.AsSpan((int)(from - offset), (int)(to - from)).CopyTo(content[(int)(from - blockStart)..]);
-                        _ds.EnsureCanWrite();
-                        _device.Write(PhysicalOffset(blocks[i] + 1, 0), content);
+                        EnterWrite();
+                        try
+                        {
+                            _device.Write(PhysicalOffset(blocks[i] + 1, 0), content);
+                        }
+                        finally
+                        {
+                            _ds.WriteGate.ExitWrite();
+                        }
                     }
                 }
                 finally
@@ -438,6 +448,27 @@ public sealed class VirtualDisk : IBlockDevice
         {
             throw new VmfsException(VmfsErrorCode.Closed, $"disk '{Name}' has been closed.");
         }
+    }
+
+    /// <summary>
+    /// Admits one device write: counts it in flight with the host (fencing waits for it) and then checks the
+    /// lease. Throws, uncounted, when the disk may not be written; the caller pairs success with ExitWrite.
+    /// </summary>
+    private void EnterWrite()
+    {
+        if (_ds.WriteGate.TryEnterWrite())
+        {
+            if (_lease.IsValid)
+            {
+                return;
+            }
+
+            _ds.WriteGate.ExitWrite();
+        }
+
+        CheckWritable();
+        // The heartbeat's deadline passed between the two checks (or a renewal came just after): refuse anyway.
+        throw new VmfsException(VmfsErrorCode.Fenced, $"disk '{Name}' may not be written: this host's lease on it is no longer valid.");
     }
 
     private void CheckWritable()

@@ -9,7 +9,7 @@ namespace Vmk.Vmkernel.Vmfs;
 /// Many hosts (processes, machines) join one device at once; the device is all they share.
 /// Every operation is safe to call from several threads.
 /// </summary>
-public sealed class VmfsDatastore : IDisposable
+public sealed class VmfsDatastore : IDisposable, IWriteGate
 {
     private const int MetadataResource = 0;
     private readonly Lock _metadataGate = new();
@@ -24,16 +24,14 @@ public sealed class VmfsDatastore : IDisposable
     private readonly ILogger? _logger;
     private int _disposed;
 
-    private VmfsDatastore(string path, VmfsDevice device, Superblock sb, string hostName, VmfsTimings timings, ILogger? logger, Action<string>? onFenced)
+    private VmfsDatastore(string path, VmfsDevice device, Superblock sb, string hostName, VmfsTimings timings, ILogger? logger, Action<string>? onFenced, bool killTimer)
     {
         Path = path;
         _device = device;
         _logger = logger;
         Timings = timings;
-        HostHeartbeat? host = null;
-        _io = new MetadataIo(device, sb, () => host!.CanWrite);
-        host = new HostHeartbeat(_io, hostName, timings, logger, onFenced);
-        _host = host;
+        _io = new MetadataIo(device, sb, this);
+        _host = new HostHeartbeat(_io, hostName, timings, logger, onFenced, killTimer);
         _leases = new PaxosLeaseManager(_io, _host, logger);
         _journal = new MetadataJournal(_io, logger);
         _reader = new DatastoreReader(_io, path);
@@ -150,8 +148,12 @@ public sealed class VmfsDatastore : IDisposable
     /// Joins the datastore as <paramref name="hostName"/>: acquires a heartbeat slot, starts renewing it, and
     /// replays a journal left by a crashed host. <paramref name="onFenced"/> is called once, from a background
     /// thread, if this host ever fails to renew for fenceAfter; from then on it writes nothing.
+    /// <paramref name="killTimer"/> arms a <see cref="FenceKillTimer"/>: the kernel kills this whole process if it
+    /// has neither renewed nor fenced itself by then (say it was stopped). Daemons that hold leases want it;
+    /// it is off for tools and in-process tests, where dying would take more down than the datastore.
     /// </summary>
-    public static VmfsDatastore Open(string path, string hostName, VmfsTimings? timings = null, ILogger? logger = null, Action<string>? onFenced = null, CancellationToken cancellation = default)
+    public static VmfsDatastore Open(string path, string hostName, VmfsTimings? timings = null, ILogger? logger = null, Action<string>? onFenced = null,
+        bool killTimer = false, CancellationToken cancellation = default)
     {
         if (string.IsNullOrWhiteSpace(hostName) || Encoding.UTF8.GetByteCount(hostName) > HeartbeatSlot.MaxNameBytes)
         {
@@ -165,7 +167,7 @@ public sealed class VmfsDatastore : IDisposable
             var sb = SuperblockLoader.Load(device);
             var t = timings ?? sb.Timings;
             t.Validate();
-            ds = new VmfsDatastore(path, device, sb, hostName, t, logger, onFenced);
+            ds = new VmfsDatastore(path, device, sb, hostName, t, logger, onFenced, killTimer);
             ds._host.Join(cancellation);
             ds._host.Start();
             if (ds._journal.ReadHeader().State == JournalHeader.StateCommitted)
@@ -477,6 +479,13 @@ public sealed class VmfsDatastore : IDisposable
         _host.Dispose();
         _device.Dispose();
     }
+
+    /// <summary>Metadata and data writes of this host pass its heartbeat's gate (counted while in flight).</summary>
+    bool IWriteGate.TryEnterWrite() => _host.TryEnterWrite();
+
+    void IWriteGate.ExitWrite() => _host.ExitWrite();
+
+    internal IWriteGate WriteGate => this;
 
     internal void EnsureCanWrite()
     {

@@ -36,7 +36,7 @@ public static class VmfsFsck
         }
 
         CheckBackup(device, sb, findings);
-        var io = new MetadataIo(device, sb, () => false);
+        var io = new MetadataIo(device, sb, ClosedWriteGate.Instance);
         try
         {
             var pending = new MetadataJournal(io, null).ReadPending();

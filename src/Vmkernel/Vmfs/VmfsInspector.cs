@@ -19,7 +19,7 @@ public static class VmfsInspector
     {
         using var device = VmfsDevice.Open(path, writable: false);
         var sb = SuperblockLoader.Load(device);
-        var io = new MetadataIo(device, sb, () => false);
+        var io = new MetadataIo(device, sb, ClosedWriteGate.Instance);
         var pending = new MetadataJournal(io, null).ReadPending();
         if (pending.Count > 0)
         {

@@ -133,6 +133,27 @@ public sealed class HostProcess : IDisposable
 
     public bool WaitForExit(TimeSpan timeout) => _process.WaitForExit(timeout);
 
+    /// <summary>
+    /// Whether the kernel has ended the process, asked of the kernel itself (/proc): a killed process is a
+    /// zombie, or gone, before .NET has reaped it and <see cref="HasExited"/> says so.
+    /// </summary>
+    public bool IsDead
+    {
+        get
+        {
+            try
+            {
+                var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+                var state = stat[(stat.LastIndexOf(')') + 2)..][0];
+                return state is 'Z' or 'X';
+            }
+            catch (IOException)
+            {
+                return true;
+            }
+        }
+    }
+
     public void Dispose()
     {
         try

@@ -80,7 +80,7 @@ public class VmfsLeaseProcessTests
     }
 
     [Fact]
-    public void A_stopped_holder_fences_itself_and_writes_nothing_after_its_lease_was_taken()
+    public void A_stopped_holder_is_killed_by_its_kill_timer_before_its_lease_can_be_taken()
     {
         using var temp = new TempDatastore();
         using (var ds = temp.Join("setup"))
@@ -88,20 +88,60 @@ public class VmfsLeaseProcessTests
             ds.CreateDisk("vm.vmdk", 1 << 20);
         }
 
-        using var holder = HostProcess.Start("hold", temp.FilePath, "vm.vmdk", "esx-a");
+        // Opened as vmkerneld opens it, writing every couple of milliseconds, so it is stopped at a random point
+        // of its write loop: sometimes between its lease check and the write itself.
+        using var holder = HostProcess.Start("hold", temp.FilePath, "vm.vmdk", "esx-a", "kill-timer");
         holder.WaitFor("WRITING", TimeSpan.FromSeconds(30));
         using var taker = HostProcess.Start("take", temp.FilePath, "vm.vmdk", "esx-b");
         taker.WaitFor("JOINED", TimeSpan.FromSeconds(30));
 
         holder.Signal(HostProcess.SigStop);
         taker.WaitFor("ACQUIRED", T.HostDeadAfter * 4);
+        // By the time another host may take its lease, the kernel has killed the stopped holder: a write it was
+        // about to make can never land on top of the new owner's.
+        Assert.True(holder.IsDead, "the stopped holder was still alive when its lease was taken over");
         taker.WaitFor("MARKED", TimeSpan.FromSeconds(10));
-        holder.Signal(HostProcess.SigCont);
+        Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(10)));
+        Assert.Equal(128 + HostProcess.SigKill, holder.ExitCode);
 
+        taker.Send("check");
+        Assert.Equal("INTACT", taker.WaitFor("INTACT", TimeSpan.FromSeconds(10)));
+        taker.Send("exit");
+        Assert.True(taker.WaitForExit(TimeSpan.FromSeconds(10)));
+        var hosts = VmfsInspector.GetHosts(temp.FilePath);
+        Assert.False(hosts.Single(h => h.HostName == "esx-b").Live);
+        // The killed host's slot stays live-looking until others see it stale, as after any crash.
+        Assert.True(hosts.Single(h => h.HostName == "esx-a").Live);
+    }
+
+    [Fact]
+    public void A_holder_that_loses_its_heartbeat_fences_itself_writes_nothing_more_and_lives_on()
+    {
+        using var temp = new TempDatastore();
+        using (var ds = temp.Join("setup"))
+        {
+            ds.CreateDisk("vm.vmdk", 1 << 20);
+        }
+
+        using var holder = HostProcess.Start("hold", temp.FilePath, "vm.vmdk", "esx-a", "kill-timer");
+        holder.WaitFor("WRITING", TimeSpan.FromSeconds(30));
+        using var taker = HostProcess.Start("take", temp.FilePath, "vm.vmdk", "esx-b");
+        taker.WaitFor("JOINED", TimeSpan.FromSeconds(30));
+
+        holder.Send("lose-heartbeat");
         // The writer may notice the expired deadline before or after the fencing callback runs: either order.
-        Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(20)), holder.Output);
+        holder.WaitFor("STANDING-BY", T.FenceAfter * 4);
         Assert.Contains("FENCED no heartbeat renewal", holder.Output);
         Assert.Contains("WRITE-REFUSED", holder.Output);
+
+        taker.WaitFor("ACQUIRED", T.HostDeadAfter * 4);
+        taker.WaitFor("MARKED", TimeSpan.FromSeconds(10));
+        // The takeover comes later than the holder's kill timer would have fired: having fenced itself with no
+        // write in flight, the holder stood the timer down and is still running (vmkerneld keeps serving).
+        Assert.False(holder.IsDead, holder.Output);
+        holder.Send("exit");
+        Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(20)), holder.Output);
+        Assert.Equal(0, holder.ExitCode);
 
         taker.Send("check");
         Assert.Equal("INTACT", taker.WaitFor("INTACT", TimeSpan.FromSeconds(10)));
