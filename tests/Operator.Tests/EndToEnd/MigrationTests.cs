@@ -63,7 +63,7 @@ public sealed class MigrationTests : IAsyncLifetime
 
         // Back through the CLI, without a target: placement picks the only other host.
         var (exit, output) = await Run("dotnet", VmctlDll(), "migrate", "traveller", "-n", Ns, "--kubeconfig", _cluster.Api.Host.KubeconfigPath, "--no-tls");
-        Assert.True(exit == 0, output);
+        Assert.True(exit == 0, output + "\n" + _cluster.Describe());
         Assert.Contains("Succeeded, downtime ", output, StringComparison.Ordinal);
         console.Follow(_a);
         await Eventually.UntilAsync(() => _cluster.GetVmAsync(Ns, "traveller"), v => v?.AssignedHost == _a.Name && v.Phase == "Running", Move,
