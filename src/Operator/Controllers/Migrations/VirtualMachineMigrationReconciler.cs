@@ -650,7 +650,10 @@ public sealed class VirtualMachineMigrationReconciler(
         var onSource = await Get(source).ConfigureAwait(false);
         var onTarget = await Get(target).ConfigureAwait(false);
         var targetApi = new MigrationService.MigrationServiceClient(daemons.Channel(target.Name, target.Endpoint));
-        if (onSource is null && onTarget is not null)
+        // The source gave the VM up (its definition leaves it a moment after its QEMU quit) and the target has it:
+        // finish there. A target already running it is the only copy, whatever the source's record still says.
+        var targetRuns = onTarget is { Status.State: VmState.Running } && string.IsNullOrEmpty(onTarget.Status.Migration);
+        if (onTarget is not null && (onSource is null || (targetRuns && onSource.Status.State is VmState.Stopped)))
         {
             if (onTarget.Status.Migration == $"incoming:{id}")
             {
