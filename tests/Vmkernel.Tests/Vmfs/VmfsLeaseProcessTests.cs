@@ -83,17 +83,11 @@ public class VmfsLeaseProcessTests
     public void A_stopped_holder_is_killed_by_its_kill_timer_before_its_lease_can_be_taken()
     {
         using var temp = new TempDatastore();
-        using (var ds = temp.Join("setup"))
-        {
-            ds.CreateDisk("vm.vmdk", 1 << 20);
-        }
-
-        // Opened as vmkerneld opens it, writing every couple of milliseconds, so it is stopped at a random point
-        // of its write loop: sometimes between its lease check and the write itself.
-        using var holder = HostProcess.Start("hold", temp.FilePath, "vm.vmdk", "esx-a", "kill-timer");
-        holder.WaitFor("WRITING", TimeSpan.FromSeconds(30));
-        using var taker = HostProcess.Start("take", temp.FilePath, "vm.vmdk", "esx-b");
-        taker.WaitFor("JOINED", TimeSpan.FromSeconds(30));
+        // The holder writes every couple of milliseconds, so it is stopped at a random point of its write loop:
+        // sometimes between its lease check and the write itself.
+        var (holder, taker) = StartHolderAndTaker(temp);
+        using var h = holder;
+        using var t = taker;
 
         holder.Signal(HostProcess.SigStop);
         taker.WaitFor("ACQUIRED", T.HostDeadAfter * 4);
@@ -104,29 +98,18 @@ public class VmfsLeaseProcessTests
         Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(10)));
         Assert.Equal(128 + HostProcess.SigKill, holder.ExitCode);
 
-        taker.Send("check");
-        Assert.Equal("INTACT", taker.WaitFor("INTACT", TimeSpan.FromSeconds(10)));
-        taker.Send("exit");
-        Assert.True(taker.WaitForExit(TimeSpan.FromSeconds(10)));
-        var hosts = VmfsInspector.GetHosts(temp.FilePath);
-        Assert.False(hosts.Single(h => h.HostName == "esx-b").Live);
+        var hosts = CheckTakersRecordAndLeave(taker, temp);
         // The killed host's slot stays live-looking until others see it stale, as after any crash.
-        Assert.True(hosts.Single(h => h.HostName == "esx-a").Live);
+        Assert.True(hosts.Single(x => x.HostName == "esx-a").Live);
     }
 
     [Fact]
     public void A_holder_that_loses_its_heartbeat_fences_itself_writes_nothing_more_and_lives_on()
     {
         using var temp = new TempDatastore();
-        using (var ds = temp.Join("setup"))
-        {
-            ds.CreateDisk("vm.vmdk", 1 << 20);
-        }
-
-        using var holder = HostProcess.Start("hold", temp.FilePath, "vm.vmdk", "esx-a", "kill-timer");
-        holder.WaitFor("WRITING", TimeSpan.FromSeconds(30));
-        using var taker = HostProcess.Start("take", temp.FilePath, "vm.vmdk", "esx-b");
-        taker.WaitFor("JOINED", TimeSpan.FromSeconds(30));
+        var (holder, taker) = StartHolderAndTaker(temp);
+        using var h = holder;
+        using var t = taker;
 
         holder.Send("lose-heartbeat");
         // The writer may notice the expired deadline before or after the fencing callback runs: either order.
@@ -142,14 +125,47 @@ public class VmfsLeaseProcessTests
         holder.Send("exit");
         Assert.True(holder.WaitForExit(TimeSpan.FromSeconds(20)), holder.Output);
         Assert.Equal(0, holder.ExitCode);
+        CheckTakersRecordAndLeave(taker, temp);
+    }
 
+    /// <summary>
+    /// A disk on <paramref name="temp"/>, a holder process writing to it with the datastore opened as vmkerneld
+    /// opens it (kill timer on), and a taker process that has joined and waits for the disk's lease.
+    /// </summary>
+    private static (HostProcess Holder, HostProcess Taker) StartHolderAndTaker(TempDatastore temp)
+    {
+        using (var ds = temp.Join("setup"))
+        {
+            ds.CreateDisk("vm.vmdk", 1 << 20);
+        }
+
+        var holder = HostProcess.Start("hold", temp.FilePath, "vm.vmdk", "esx-a", "kill-timer");
+        HostProcess? taker = null;
+        try
+        {
+            holder.WaitFor("WRITING", TimeSpan.FromSeconds(30));
+            taker = HostProcess.Start("take", temp.FilePath, "vm.vmdk", "esx-b");
+            taker.WaitFor("JOINED", TimeSpan.FromSeconds(30));
+            return (holder, taker);
+        }
+        catch
+        {
+            taker?.Dispose();
+            holder.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The taker's record survived the holder; the taker leaves cleanly. Returns the hosts as left.</summary>
+    private static IReadOnlyList<HostInfo> CheckTakersRecordAndLeave(HostProcess taker, TempDatastore temp)
+    {
         taker.Send("check");
         Assert.Equal("INTACT", taker.WaitFor("INTACT", TimeSpan.FromSeconds(10)));
         taker.Send("exit");
         Assert.True(taker.WaitForExit(TimeSpan.FromSeconds(10)));
-        // The fenced host left its slot as it was (it writes nothing); the taker left cleanly.
         var hosts = VmfsInspector.GetHosts(temp.FilePath);
-        Assert.False(hosts.Single(h => h.HostName == "esx-b").Live);
+        Assert.False(hosts.Single(x => x.HostName == "esx-b").Live);
+        return hosts;
     }
 
     [Fact]
