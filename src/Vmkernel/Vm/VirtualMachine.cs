@@ -316,6 +316,18 @@ public sealed class VirtualMachine : IAsyncDisposable
         {
             // Serve the disks again first: QEMU's NBD client is reconnecting to this host's socket.
             await _runtime.Storage.AttachAsync(Name, Spec.Disks, _runtime.DiskLeaseWait);
+        }
+        catch (VmkernelException e)
+        {
+            // Say a lease another host took while this host was down (HA restarted the VM there): the disks stay
+            // unserved, so this QEMU can write nothing, and it is not the VM's live copy.
+            SetStatus(VmState.Failed,
+                $"its disks cannot be served again ({e.Message}); QEMU (pid {process.Pid}) still runs but can no longer reach them: stop it with `vmctl vm kill {Name}`",
+                stopRequested: false);
+            return;
+        }
+        try
+        {
             _qmp = await QmpClient.ConnectAsync(Paths.QmpSocket, TimeSpan.FromSeconds(5), _logger, ct);
             _console = new SerialConsole(Paths.ConsoleSocket, Paths.ConsoleLog, _logger);
             await _console.ConnectAsync(ct);

@@ -94,6 +94,31 @@ public sealed class DatastoreDiskTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_vm_whose_disk_another_host_took_while_its_daemon_was_down_is_failed_and_says_why()
+    {
+        _host.Storage.Mount("ds1", _device, formatIfBlank: true).Datastore.CreateDisk("seq", 64L << 20, thin: true);
+        var vm = await _host.DefineAsync(TestGuest.Spec("seq", s => s with { Disks = [SeqDisk] }));
+        await vm.StartAsync();
+        await SeqLineAsync(vm, 1);
+        var pid = vm.Pid!.Value;
+
+        // The daemon goes (its QEMU runs on) and, as HA would, another host takes the disk meanwhile.
+        await _host.DisposeAsync();
+        using (var other = VmfsDatastore.Open(_device, "esx-b"))
+        using (other.OpenDisk("seq"))
+        {
+            _host = await _fixture.OpenAsync(o => o with { HostName = "esx-a" });
+            var adopted = _host.Get("seq");
+
+            Assert.Equal(VmState.Failed, adopted.State);
+            Assert.Contains("cannot be served again", adopted.Status.Reason, StringComparison.Ordinal);
+            Assert.Contains("esx-b", adopted.Status.Reason, StringComparison.Ordinal);
+            Assert.Contains($"vmctl vm kill {adopted.Name}", adopted.Status.Reason, StringComparison.Ordinal);
+            Assert.Equal([pid], _fixture.QemuPids());
+        }
+    }
+
+    [Fact]
     public async Task A_device_that_holds_data_is_never_formatted()
     {
         var bytes = new byte[4096];
