@@ -32,7 +32,6 @@ internal sealed class HostHeartbeat : IDisposable, IWriteGate
     private readonly Lock _observeLock = new();
     private readonly Observation?[] _observed;
     private readonly ManualResetEventSlim _stop = new(false);
-    private readonly bool _useKillTimer;
     private readonly Lock _killTimerLock = new();
     private FenceKillTimer? _killTimer;
     private long _writesInFlight;
@@ -46,7 +45,7 @@ internal sealed class HostHeartbeat : IDisposable, IWriteGate
 
     public HostHeartbeat(MetadataIo io, string hostName, VmfsTimings timings, ILogger? logger, Action<string>? onFenced, bool killTimer = false)
     {
-        _useKillTimer = killTimer;
+        _killTimer = killTimer ? FenceKillTimer.Create() : null;
         _io = io;
         HostName = hostName;
         _timings = timings;
@@ -151,9 +150,8 @@ internal sealed class HostHeartbeat : IDisposable, IWriteGate
     /// <summary>Starts renewing every heartbeatInterval and the fencing watchdog.</summary>
     public void Start()
     {
-        if (_useKillTimer)
+        if (_killTimer is not null)
         {
-            _killTimer = FenceKillTimer.Create();
             ArmKillTimer(Volatile.Read(ref _lastRenewStart));
             _logger?.LogInformation("Kill timer armed on the datastore for host {Host}: this process dies if it neither renews nor fences itself within {KillAfter:F1} s",
                 HostName, KillAfter.TotalSeconds);
@@ -417,7 +415,7 @@ internal sealed class HostHeartbeat : IDisposable, IWriteGate
                     continue;
                 }
 
-                try
+                using (new AdmittedWrite(this))
                 {
                     _counter++;
                     WriteSlot(new HeartbeatSlot
@@ -432,10 +430,6 @@ internal sealed class HostHeartbeat : IDisposable, IWriteGate
                         HeartbeatIntervalMs = (uint)_timings.HeartbeatInterval.TotalMilliseconds,
                         HostName = HostName,
                     });
-                }
-                finally
-                {
-                    ExitWrite();
                 }
 
                 Volatile.Write(ref _lastRenewStart, start);

@@ -15,6 +15,12 @@ internal interface IWriteGate
     void ExitWrite();
 }
 
+/// <summary>A write admitted by an <see cref="IWriteGate"/>, ended (uncounted) when disposed.</summary>
+internal readonly struct AdmittedWrite(IWriteGate gate) : IDisposable
+{
+    public void Dispose() => gate.ExitWrite();
+}
+
 /// <summary>The gate of read-only inspection (fsck without repair, `ds info`): nothing may be written.</summary>
 internal sealed class ClosedWriteGate : IWriteGate
 {

@@ -80,13 +80,9 @@ internal sealed class MetadataIo
                 "this host has fenced itself (its heartbeat could not be renewed in time) and no longer writes to the datastore; close and reopen the datastore.");
         }
 
-        try
+        using (new AdmittedWrite(_gate))
         {
             Device.Write(offset, data);
-        }
-        finally
-        {
-            _gate.ExitWrite();
         }
     }
 }

@@ -255,8 +255,7 @@ public sealed class VirtualDisk : IBlockDevice
             }
 
             // The lease is checked by state right before the write: a fenced host stops here.
-            EnterWrite();
-            try
+            using (EnterWrite())
             {
                 var at = PhysicalOffset(own, inBlock);
                 if (_device.IsAligned(at, part.Length))
@@ -271,10 +270,6 @@ public sealed class VirtualDisk : IBlockDevice
                         _device.Write(at, part);
                     }
                 }
-            }
-            finally
-            {
-                _ds.WriteGate.ExitWrite();
             }
 
             return true;
@@ -336,14 +331,9 @@ public sealed class VirtualDisk : IBlockDevice
                         var from = Math.Max(offset, blockStart);
                         var to = Math.Min(offset + consumed, blockStart + _blockSize);
                         copy.AsSpan((int)(from - offset), (int)(to - from)).CopyTo(content[(int)(from - blockStart)..]);
-                        EnterWrite();
-                        try
+                        using (EnterWrite())
                         {
                             _device.Write(PhysicalOffset(blocks[i] + 1, 0), content);
-                        }
-                        finally
-                        {
-                            _ds.WriteGate.ExitWrite();
                         }
                     }
                 }
@@ -452,18 +442,19 @@ public sealed class VirtualDisk : IBlockDevice
 
     /// <summary>
     /// Admits one device write: counts it in flight with the host (fencing waits for it) and then checks the
-    /// lease. Throws, uncounted, when the disk may not be written; the caller pairs success with ExitWrite.
+    /// lease. Throws, uncounted, when the disk may not be written; disposing the result ends the write.
     /// </summary>
-    private void EnterWrite()
+    private AdmittedWrite EnterWrite()
     {
-        if (_ds.WriteGate.TryEnterWrite())
+        var gate = _ds.WriteGate;
+        if (gate.TryEnterWrite())
         {
             if (_lease.IsValid)
             {
-                return;
+                return new AdmittedWrite(gate);
             }
 
-            _ds.WriteGate.ExitWrite();
+            gate.ExitWrite();
         }
 
         CheckWritable();

@@ -485,7 +485,8 @@ public sealed class VmfsDatastore : IDisposable, IWriteGate
 
     void IWriteGate.ExitWrite() => _host.ExitWrite();
 
-    internal IWriteGate WriteGate => this;
+    /// <summary>The data path's gate: this host's heartbeat itself.</summary>
+    internal IWriteGate WriteGate => _host;
 
     internal void EnsureCanWrite()
     {
