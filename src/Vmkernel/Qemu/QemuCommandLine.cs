@@ -35,19 +35,11 @@ public static class QemuCommandLine
 
     /// <summary>
     /// What a live migration's target adds to <see cref="Build"/>: it waits for the stream (the address is set later
-    /// through QMP, <c>migrate-incoming</c>) with the guest's memory already faulted in by
-    /// <paramref name="preallocThreads"/> threads. The stream's load ends up touching every page anyway (QEMU 7.2
-    /// writes zero pages too); faulted in while the guest still runs on the source, the memory no longer slows the
-    /// load, which otherwise falls behind the source and finishes after the source stopped the guest, in its pause.
-    /// A host that cannot back the memory fails at the start, before the source stops anything.
+    /// through QMP, <c>migrate-incoming</c>). Its memory is the same <c>-m</c> as the source's and is faulted in as
+    /// the stream's pages arrive, overlapped with the transfer: faulting the whole guest in before the transfer
+    /// (<c>prealloc=on</c>, sessions 4 to 8) put that cost in line ahead of it (docs/migration.md, Figures).
     /// </summary>
-    public static IReadOnlyList<string> IncomingMigrationArgs(VmSpec spec, QemuHostSettings host, int preallocThreads)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(preallocThreads, 1);
-        var argv = new List<string> { "-incoming", "defer" };
-        MemoryArgs.AppendPreallocated(argv, spec, host, preallocThreads);
-        return argv;
-    }
+    public static IReadOnlyList<string> IncomingMigrationArgs() => ["-incoming", "defer"];
 
     /// <summary>Renders argv as one shell line a person can paste (benchmarks print it).</summary>
     public static string ToShellLine(string binary, IEnumerable<string> argv) =>

@@ -379,12 +379,6 @@ public sealed class VirtualMachine : IAsyncDisposable
     private bool IsPoweredOn() => State is VmState.Running or VmState.Paused or VmState.Starting or VmState.Stopping
         && _process is { HasExited: false };
 
-    /// <summary>
-    /// Threads that fault in a migration target's memory: its vCPUs do not run yet, so the host's CPUs, up to 4
-    /// (on cold host memory two threads took 0.6 of one's time on the 2-core development machine).
-    /// </summary>
-    private static int IncomingPreallocThreads => Math.Clamp(Environment.ProcessorCount, 1, 4);
-
     private async Task LaunchAsync(CancellationToken ct, string? incomingMigration = null)
     {
         foreach (var stale in new[] { Paths.QmpSocket, Paths.ConsoleSocket, Paths.PidFile })
@@ -420,8 +414,8 @@ public sealed class VirtualMachine : IAsyncDisposable
         var argv = QemuCommandLine.Build(Spec with { StartPaused = true, Disks = disks }, Paths, _runtime.Qemu);
         if (incomingMigration is not null)
         {
-            // Paused, guest memory faulted in while the source still runs it; the listening address comes later (QMP).
-            argv = [.. argv, .. QemuCommandLine.IncomingMigrationArgs(Spec, _runtime.Qemu, IncomingPreallocThreads)];
+            // Paused; the listening address comes later (QMP).
+            argv = [.. argv, .. QemuCommandLine.IncomingMigrationArgs()];
         }
         _logger.LogInformation("Starting VM {Vm}: {Command}", Name, QemuCommandLine.ToShellLine(_runtime.QemuBinary, argv));
         var process = QemuProcess.Launch(_runtime.QemuBinary, argv, Paths, procs);
